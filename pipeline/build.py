@@ -1,0 +1,112 @@
+"""Build bzImage out of tree (`make O=`), with ccache when present, a progress line and a log.
+
+On failure the first compiler/linker errors are extracted for the message and the JUnit text.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import proc
+from .log import fmt_duration
+
+Logger = Callable[[str], None]
+_COMPILER_ERR = re.compile(r"^(?P<loc>[^\s:][^:]*:\d+(?::\d+)?): (?:fatal )?error: (?P<msg>.*)$")
+_LINKER_ERR = re.compile(r"(undefined reference to|multiple definition of|"
+                         r"^ld(?:\.\S+)?: .*(?:error|cannot find|undefined|relocation)|"
+                         r"^[^\s:]+\.o: in function|collect2: error)")
+_MAKE_ERR = re.compile(r"^make(?:\[\d+\])?: \*\*\* .*$")
+_STEP = re.compile(r"^\s+(CC|AS|LD|AR)\s")
+
+
+@dataclass
+class BuildResult:
+    ok: bool
+    image: Path | None
+    duration: float
+    log_path: Path
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)   # first compiler/linker errors
+    reason: str = ""                                  # one line: why it failed
+    steps: int = 0                                    # CC/AS/LD/AR lines in the log
+
+
+def extract_errors(log_text: str, limit: int = 10) -> list[str]:
+    """First compiler errors (`file:line:col: error: msg`), else linker errors, else the make
+    error lines, else the last lines of the log."""
+    lines = log_text.splitlines()
+    compiler = [line.strip() for line in lines if _COMPILER_ERR.match(line.strip())]
+    if compiler:
+        return _unique(compiler)[:limit]
+    linker = [line.strip() for line in lines if _LINKER_ERR.search(line.strip())]
+    if linker:
+        return _unique(linker)[:limit]
+    make = [line.strip() for line in lines if _MAKE_ERR.match(line.strip())]
+    if make:
+        return _unique(make)[:limit]
+    return [line for line in lines[-limit:] if line.strip()]
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def count_steps(text: str) -> int:
+    return sum(1 for line in text.splitlines() if _STEP.match(line))
+
+
+def build_command(src: Path, build_dir: Path, jobs: int, use_ccache: bool) -> list[str]:
+    cmd = ["make", "-C", str(src), f"O={build_dir}", f"-j{jobs}"]
+    if use_ccache:
+        cmd.append("CC=ccache gcc")
+    return cmd + ["bzImage"]
+
+
+def build_kernel(src: Path, build_dir: Path, log_path: Path, timeout: float, log: Logger,
+                 ccache_dir: Path | None = None, jobs: int | None = None) -> BuildResult:
+    """Run the build; the full output goes to `log_path`. Never raises for a failed build."""
+    jobs = jobs or len(os.sched_getaffinity(0))
+    use_ccache = shutil.which("ccache") is not None
+    env: dict[str, str] = {}
+    if use_ccache and "CCACHE_DIR" not in os.environ and ccache_dir is not None:
+        env["CCACHE_DIR"] = str(ccache_dir)
+    cmd = build_command(src, build_dir, jobs, use_ccache)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"offset": 0, "steps": 0}
+
+    def progress(elapsed: float) -> None:
+        with open(log_path, "rb") as handle:
+            handle.seek(state["offset"])
+            chunk = handle.read()
+        state["offset"] += len(chunk)
+        state["steps"] += count_steps(chunk.decode(errors="replace"))
+        log(f"  building: {state['steps']} compile/link steps so far, "
+            f"{fmt_duration(elapsed)} elapsed")
+
+    with open(log_path, "wb") as out:
+        out.write(f"$ {' '.join(cmd)}\n".encode())
+        out.flush()
+        done = proc.run(cmd, timeout=timeout, env=env, stdout=out, tick=progress)
+    text = log_path.read_text(errors="replace")
+    image = build_dir / "arch" / "x86" / "boot" / "bzImage"
+    result = BuildResult(ok=False, image=None, duration=done.duration, log_path=log_path,
+                         command=cmd, env=env, steps=count_steps(text))
+    if done.timed_out:
+        result.reason = f"build timed out after {fmt_duration(timeout)}"
+        result.errors = extract_errors(text)
+    elif done.returncode != 0:
+        result.errors = extract_errors(text)
+        first = result.errors[0] if result.errors else f"make exited {done.returncode}"
+        result.reason = f"build failed: {first}"
+    elif not image.is_file():
+        result.reason = f"make succeeded but {image} is missing"
+    else:
+        result.ok = True
+        result.image = image
+    return result

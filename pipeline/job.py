@@ -1,0 +1,375 @@
+"""The job: which tree, series, fragments, guest tests, variants, QEMU settings and timeouts.
+
+A job is a YAML file validated here before any work starts: an unknown key, a wrong type or a
+missing file is refused with the file, the dotted key (`variants[2].kconfig_extra`) and its line.
+Relative paths resolve against the job file's folder, or the project root for the embedded
+default job (pipeline/data/default-job.yaml). Command-line flags are merged in by
+`apply_overrides`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import BadInput
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_JOB = Path(__file__).resolve().parent / "data" / "default-job.yaml"
+ACCELS = ("auto", "kvm", "tcg")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    series: bool = True                     # apply the job's series (false: baseline tree)
+    kconfig_extra: list[Path] = field(default_factory=list)
+    timeout_scale: float = 1.0              # multiplies the boot/test/total timeouts
+
+
+@dataclass(frozen=True)
+class QemuSettings:
+    memory: str = "1G"
+    smp: int = 2
+    accel: str = "auto"
+    kernel_args: list[str] = field(default_factory=list)
+    qemu_args: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    build: float = 3600.0
+    boot: float = 120.0
+    test: float = 300.0
+    total: float = 1800.0
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path                            # the job file (for messages)
+    tree: str                               # normalised spec: debian:X.Y, URL, absolute path[@rev]
+    series: str | None                      # a series name (patches/<name>) or an absolute path
+    base_config: str = "tinyconfig"
+    kconfig: list[Path] = field(default_factory=list)
+    tests: list[Path] = field(default_factory=list)
+    variants: list[Variant] = field(default_factory=lambda: [Variant("default")])
+    qemu: QemuSettings = field(default_factory=QemuSettings)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    out: Path = field(default_factory=lambda: Path.cwd() / "out")
+    cache_dir: Path | None = None
+    tree_sha256: str | None = None
+
+
+# --- YAML with line numbers -------------------------------------------------------------------
+
+def _key_lines(node: yaml.Node, path: str, lines: dict[str, int]) -> None:
+    """Map each dotted key path of the document to its 1-based line."""
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            sub = f"{path}.{key.value}" if path else str(key.value)
+            lines[sub] = key.start_mark.line + 1
+            _key_lines(value, sub, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            sub = f"{path}[{index}]"
+            lines[sub] = item.start_mark.line + 1
+            _key_lines(item, sub, lines)
+
+
+def _load_yaml(path: Path) -> tuple[Any, dict[str, int]]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read job file: {exc.strerror}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise BadInput(f"{path}{where}: YAML syntax error: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise BadInput(f"{path}: YAML error: {exc}") from None
+    lines: dict[str, int] = {}
+    if node is not None:
+        _key_lines(node, "", lines)
+    return data, lines
+
+
+# --- validation -------------------------------------------------------------------------------
+
+@dataclass
+class _Checker:
+    """Type checks that raise BadInput naming file, key and line."""
+
+    file: Path
+    lines: dict[str, int]
+
+    def fail(self, key: str, problem: str) -> BadInput:
+        line = self.lines.get(key)
+        where = f"{self.file}:{line}" if line else str(self.file)
+        return BadInput(f"{where}: {key}: {problem}" if key else f"{where}: {problem}")
+
+    def mapping(self, value: Any, key: str, allowed: set[str]) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be a mapping, not {_type(value)}")
+        for name in value:
+            if name not in allowed:
+                sub = f"{key}.{name}" if key else str(name)
+                raise self.fail(sub, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        return value
+
+    def string(self, value: Any, key: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(key, f"must be a non-empty string, not {_type(value)}")
+        return value
+
+    def opt_string(self, value: Any, key: str) -> str | None:
+        return None if value is None else self.string(value, key)
+
+    def boolean(self, value: Any, key: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(key, f"must be true or false, not {_type(value)}")
+        return value
+
+    def number(self, value: Any, key: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise self.fail(key, f"must be a positive number, not {value!r}")
+        return float(value)
+
+    def integer(self, value: Any, key: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise self.fail(key, f"must be a positive integer, not {value!r}")
+        return value
+
+    def strings(self, value: Any, key: str) -> list[str]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.fail(key, f"must be a list, not {_type(value)}")
+        return [self.string(item, f"{key}[{i}]") for i, item in enumerate(value)]
+
+    def existing(self, value: str, key: str, base: Path, kind: str) -> Path:
+        path = (base / Path(value).expanduser()).resolve()
+        if not path.exists():
+            raise self.fail(key, f"{kind} {value!r} does not exist ({path})")
+        if kind == "fragment" and not path.is_file():
+            raise self.fail(key, f"{kind} {value!r} is not a file ({path})")
+        return path
+
+
+def _type(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number", type(None): "nothing"}.get(type(value),
+                                                                          type(value).__name__)
+
+
+_TOP_KEYS = {"tree", "series", "base_config", "kconfig", "tests", "variants", "qemu", "timeouts",
+             "out", "cache_dir", "tree_sha256"}
+_VARIANT_KEYS = {"name", "series", "kconfig_extra", "timeout_scale"}
+_QEMU_KEYS = {"memory", "smp", "accel", "kernel_args", "qemu_args"}
+_TIMEOUT_KEYS = {"build", "boot", "test", "total"}
+
+
+def normalize_tree_spec(spec: str, base: Path) -> str:
+    """`debian:X.Y` and URLs unchanged; paths made absolute (keeping an `@REV`), must exist.
+    Raises ValueError with the reason (callers turn it into BadInput with their context)."""
+    if spec.startswith("debian:"):
+        if not re.fullmatch(r"debian:\d+\.\d+", spec):
+            raise ValueError(f"{spec!r}: expected debian:MAJOR.MINOR, e.g. debian:6.1")
+        return spec
+    if re.match(r"^https?://", spec):
+        return spec
+    if re.match(r"^[a-z]+://", spec):
+        raise ValueError(f"{spec!r}: only http:// and https:// URLs are supported")
+    direct = (base / Path(spec).expanduser()).resolve()
+    if direct.exists():
+        return str(direct)
+    if "@" in spec:
+        path_part, rev = spec.rsplit("@", 1)
+        path = (base / Path(path_part).expanduser()).resolve()
+        if path.is_dir() and rev:
+            return f"{path}@{rev}"
+    raise ValueError(f"tree {spec!r} does not exist ({direct})")
+
+
+def normalize_series_spec(spec: str | None, base: Path) -> str | None:
+    """None/`none` -> None; a bare name stays a name (patches/<name>); a path becomes absolute."""
+    if spec is None or spec == "none":
+        return None
+    if _NAME_RE.match(spec) and not (base / spec).exists():
+        return spec
+    path = (base / Path(spec).expanduser()).resolve()
+    if not path.exists():
+        raise ValueError(f"series {spec!r} does not exist ({path})")
+    return str(path)
+
+
+def load_job(path: Path | None = None) -> Job:
+    """Load and validate a job file (None: the embedded default job)."""
+    if path is None:
+        file, base = DEFAULT_JOB, PROJECT_ROOT
+    else:
+        file = path.expanduser().resolve()
+        base = file.parent
+    data, lines = _load_yaml(file)
+    check = _Checker(file, lines)
+    top = check.mapping(data, "", _TOP_KEYS)
+
+    tree = "" if top.get("tree") is None else check.string(top["tree"], "tree")
+    if tree:
+        try:
+            tree = normalize_tree_spec(tree, base)
+        except ValueError as exc:
+            raise check.fail("tree", str(exc)) from None
+    series_raw = check.opt_string(top.get("series"), "series")
+    try:
+        series = normalize_series_spec(series_raw, base)
+    except ValueError as exc:
+        raise check.fail("series", str(exc)) from None
+
+    kconfig = [check.existing(v, f"kconfig[{i}]", base, "fragment")
+               for i, v in enumerate(check.strings(top.get("kconfig"), "kconfig"))]
+    tests = [check.existing(v, f"tests[{i}]", base, "test path")
+             for i, v in enumerate(check.strings(top.get("tests"), "tests"))]
+
+    variants: list[Variant] = []
+    raw_variants = top.get("variants")
+    if raw_variants is None:
+        variants = [Variant("default")]
+    elif not isinstance(raw_variants, list) or not raw_variants:
+        raise check.fail("variants", "must be a non-empty list of {name: ...} mappings")
+    else:
+        for i, raw in enumerate(raw_variants):
+            key = f"variants[{i}]"
+            item = check.mapping(raw, key, _VARIANT_KEYS)
+            if "name" not in item:
+                raise check.fail(key, "missing key 'name'")
+            name = check.string(item["name"], f"{key}.name")
+            if not _NAME_RE.match(name):
+                raise check.fail(f"{key}.name", f"{name!r}: use letters, digits, '.', '_', '-'")
+            if any(v.name == name for v in variants):
+                raise check.fail(f"{key}.name", f"duplicate variant name {name!r}")
+            extra = [check.existing(v, f"{key}.kconfig_extra[{j}]", base, "fragment")
+                     for j, v in enumerate(check.strings(item.get("kconfig_extra"),
+                                                         f"{key}.kconfig_extra"))]
+            variants.append(Variant(
+                name=name,
+                series=check.boolean(item.get("series", True), f"{key}.series"),
+                kconfig_extra=extra,
+                timeout_scale=check.number(item.get("timeout_scale", 1.0),
+                                           f"{key}.timeout_scale")))
+
+    raw_q = check.mapping(top.get("qemu"), "qemu", _QEMU_KEYS)
+    defaults_q = QemuSettings()
+    memory = raw_q.get("memory", defaults_q.memory)
+    if isinstance(memory, int) and not isinstance(memory, bool):
+        memory = str(memory)  # QEMU reads a bare number as MiB
+    accel = check.string(raw_q.get("accel", defaults_q.accel), "qemu.accel")
+    if accel not in ACCELS:
+        raise check.fail("qemu.accel", f"{accel!r}: must be one of {', '.join(ACCELS)}")
+    qemu = QemuSettings(
+        memory=check.string(memory, "qemu.memory"),
+        smp=check.integer(raw_q.get("smp", defaults_q.smp), "qemu.smp"),
+        accel=accel,
+        kernel_args=check.strings(raw_q.get("kernel_args"), "qemu.kernel_args"),
+        qemu_args=check.strings(raw_q.get("qemu_args"), "qemu.qemu_args"))
+
+    raw_t = check.mapping(top.get("timeouts"), "timeouts", _TIMEOUT_KEYS)
+    dt = Timeouts()
+    timeouts = Timeouts(**{k: check.number(raw_t.get(k, getattr(dt, k)), f"timeouts.{k}")
+                           for k in _TIMEOUT_KEYS})
+
+    out_raw = check.opt_string(top.get("out"), "out")
+    cache_raw = check.opt_string(top.get("cache_dir"), "cache_dir")
+    sha = check.opt_string(top.get("tree_sha256"), "tree_sha256")
+    if sha is not None:
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", sha):
+            raise check.fail("tree_sha256", "must be 64 hexadecimal digits")
+        sha = sha.lower()
+
+    return Job(
+        source=file, tree=tree, series=series,
+        base_config=check.string(top.get("base_config", "tinyconfig"), "base_config"),
+        kconfig=kconfig, tests=tests, variants=variants, qemu=qemu, timeouts=timeouts,
+        out=(base / out_raw).resolve() if out_raw else Path.cwd() / "out",
+        cache_dir=(base / cache_raw).resolve() if cache_raw else None,
+        tree_sha256=sha)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line flags; None / empty means 'keep the job's value'."""
+
+    tree: str | None = None
+    series: str | None = None
+    kconfig: list[str] = field(default_factory=list)    # added to the job's fragments
+    tests: list[str] = field(default_factory=list)      # added to the job's tests
+    out: str | None = None
+    accel: str | None = None
+    variants: list[str] = field(default_factory=list)   # run only these
+    cache_dir: str | None = None
+    tree_sha256: str | None = None
+
+
+def apply_overrides(job: Job, flags: Overrides, cwd: Path | None = None) -> Job:
+    """Merge flags into the job; relative paths on the command line resolve against `cwd`."""
+    cwd = cwd or Path.cwd()
+
+    def flag_path(value: str, flag: str, fragment: bool = False) -> Path:
+        path = (cwd / Path(value).expanduser()).resolve()
+        if not path.exists():
+            raise BadInput(f"{flag} {value}: does not exist ({path})")
+        if fragment and not path.is_file():
+            raise BadInput(f"{flag} {value}: is not a file ({path})")
+        return path
+
+    changes: dict[str, Any] = {}
+    if flags.tree is not None:
+        try:
+            changes["tree"] = normalize_tree_spec(flags.tree, cwd)
+        except ValueError as exc:
+            raise BadInput(f"--tree: {exc}") from None
+        if flags.tree_sha256 is None:
+            changes["tree_sha256"] = None  # a job's checksum belongs to the job's tree
+    if flags.tree_sha256 is not None:
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", flags.tree_sha256):
+            raise BadInput("--tree-sha256: must be 64 hexadecimal digits")
+        changes["tree_sha256"] = flags.tree_sha256.lower()
+    if flags.series is not None:
+        try:
+            changes["series"] = normalize_series_spec(flags.series, cwd)
+        except ValueError as exc:
+            raise BadInput(f"--series: {exc}") from None
+    if flags.kconfig:
+        changes["kconfig"] = job.kconfig + [flag_path(v, "--kconfig", True)
+                                            for v in flags.kconfig]
+    if flags.tests:
+        changes["tests"] = job.tests + [flag_path(v, "--tests") for v in flags.tests]
+    if flags.out is not None:
+        changes["out"] = (cwd / flags.out).resolve()
+    if flags.cache_dir is not None:
+        changes["cache_dir"] = (cwd / flags.cache_dir).expanduser().resolve()
+    if flags.accel is not None:
+        if flags.accel not in ACCELS:
+            raise BadInput(f"--accel {flags.accel}: must be one of {', '.join(ACCELS)}")
+        changes["qemu"] = replace(job.qemu, accel=flags.accel)
+    if flags.variants:
+        known = [v.name for v in job.variants]
+        for name in flags.variants:
+            if name not in known:
+                raise BadInput(f"--variant {name}: {job.source} has no such variant "
+                               f"(there are: {', '.join(known)})")
+        changes["variants"] = [v for v in job.variants if v.name in flags.variants]
+    merged = replace(job, **changes)
+    if not merged.tree:
+        raise BadInput(f"{job.source}: no tree (set `tree:` in the job or pass --tree SPEC)")
+    return merged

@@ -1,0 +1,58 @@
+"""Human-readable progress log: one line per stage with the elapsed time since the run started."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+
+def fmt_duration(seconds: float) -> str:
+    """`12.3s` below a minute, `2m31s` below an hour, `1h02m` above."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def rerun_line(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    """A shell line that reruns `cmd` by hand (quoted, with the folder and extra environment)."""
+    words = [f"{k}={shlex.quote(v)}" for k, v in (env or {}).items()]
+    line = " ".join(words + [shlex.join(cmd)])
+    if cwd is not None:
+        line = f"cd {shlex.quote(str(cwd))} && {line}"
+    return line
+
+
+@dataclass
+class Log:
+    """Callable logger: `log("text")` prints `[  12.3s] text`."""
+
+    stream: TextIO = field(default_factory=lambda: sys.stdout)
+    start: float = field(default_factory=time.monotonic)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def __call__(self, message: str) -> None:
+        prefix = f"[{self.elapsed():7.1f}s] "
+        for line in str(message).splitlines() or [""]:
+            self.stream.write(prefix + line + "\n")
+        self.stream.flush()
+
+    def stage(self, variant: str, stage: str, status: str, duration: float, reason: str = "") -> None:
+        """`build patched: ok (2m31s)` / `build patched: FAILED (4.1s): reason`."""
+        text = f"{stage} {variant}: {status} ({fmt_duration(duration)})"
+        if reason:
+            text += f": {reason}"
+        self(text)
+
+    def rerun(self, cmd: list[str], cwd: Path | None = None,
+              env: dict[str, str] | None = None) -> None:
+        self(f"  rerun by hand: {rerun_line(cmd, cwd, env)}")

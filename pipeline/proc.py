@@ -1,0 +1,97 @@
+"""Run child processes with a timeout, in their own process group, killed on any exit path.
+
+Children get their own session so that the pipeline decides when they stop: on a timeout, on
+Ctrl-C or SIGTERM (which the runner turns into KeyboardInterrupt) the whole group is killed
+before the exception travels on.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+
+@dataclass
+class Completed:
+    cmd: list[str]
+    returncode: int
+    output: str           # stdout and stderr together (empty when written to a file)
+    duration: float
+    timed_out: bool = False
+
+
+def kill_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """SIGTERM the child's process group, then SIGKILL it if it is still there after `grace`."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run(cmd: list[str], *, cwd: Path | None = None, timeout: float,
+        env: dict[str, str] | None = None, stdout: IO[bytes] | None = None,
+        tick: Callable[[float], None] | None = None, tick_every: float = 15.0) -> Completed:
+    """Run `cmd`; capture its output (or write it to `stdout`), call `tick(elapsed)` periodically.
+
+    Never raises for a non-zero exit or a timeout (see `Completed`); a missing program raises
+    FileNotFoundError, an interrupt propagates after the child group is killed.
+    """
+    if tick is not None and stdout is None:
+        raise ValueError("tick needs stdout= (a pipe read only at the end could fill up)")
+    full_env = None
+    if env:
+        full_env = dict(os.environ)
+        full_env.update(env)
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
+        stdout=stdout if stdout is not None else subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        if stdout is None and tick is None:
+            try:
+                out, _ = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                kill_group(proc)
+                out, _ = proc.communicate()
+                return Completed(cmd, -9, out.decode(errors="replace"),
+                                 time.monotonic() - start, timed_out=True)
+            return Completed(cmd, proc.returncode, out.decode(errors="replace"),
+                             time.monotonic() - start)
+        next_tick = start + tick_every
+        while True:
+            now = time.monotonic()
+            if now - start > timeout:
+                kill_group(proc)
+                return Completed(cmd, -9, "", now - start, timed_out=True)
+            try:
+                proc.wait(timeout=min(1.0, max(0.05, next_tick - now)))
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if tick is not None and time.monotonic() >= next_tick:
+                tick(time.monotonic() - start)
+                next_tick += tick_every
+        out = b""
+        if proc.stdout is not None:
+            out = proc.stdout.read()
+        return Completed(cmd, proc.returncode, out.decode(errors="replace"),
+                         time.monotonic() - start)
+    finally:
+        # Reached with an exception (KeyboardInterrupt) while the child still runs.
+        kill_group(proc)

@@ -1,0 +1,76 @@
+"""What a run found, stage by stage and variant by variant (written out by pipeline.junit)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
+STAGES = ("apply", "configure", "build", "boot", "guest")
+EXIT_OK, EXIT_TEST_FAILED, EXIT_BAD_INPUT, EXIT_STAGE_FAILED = 0, 1, 2, 3
+
+
+@dataclass
+class Case:
+    """One JUnit testcase."""
+
+    name: str
+    status: str = PASSED          # passed | failed | error | skipped
+    duration: float = 0.0
+    message: str = ""             # one line
+    details: str = ""             # long text (compiler errors, traceback, console tail)
+    stdout: str = ""              # e.g. the kernel log slice of a guest test
+    classname: str = ""           # default: <variant>.<stage>
+
+
+@dataclass
+class Stage:
+    name: str                     # one of STAGES
+    cases: list[Case] = field(default_factory=list)
+    duration: float = 0.0
+
+    @property
+    def status(self) -> str:
+        statuses = {c.status for c in self.cases}
+        for status in (ERROR, FAILED):
+            if status in statuses:
+                return status
+        if statuses and statuses <= {SKIPPED}:
+            return SKIPPED
+        return PASSED
+
+
+@dataclass
+class VariantReport:
+    name: str
+    properties: dict[str, str] = field(default_factory=dict)
+    stages: list[Stage] = field(default_factory=list)
+
+    def exit_code(self) -> int:
+        """3 when a stage before the guest tests failed (or the run stopped), 1 when a guest
+        test failed, 0 otherwise."""
+        code = EXIT_OK
+        for stage in self.stages:
+            if stage.name == "guest":
+                if stage.status in (FAILED, ERROR):
+                    code = max(code, EXIT_TEST_FAILED)
+            elif stage.status in (FAILED, ERROR):
+                return EXIT_STAGE_FAILED
+        return code
+
+
+@dataclass
+class RunReport:
+    variants: list[VariantReport] = field(default_factory=list)
+    interrupted: str = ""         # signal name when the run was stopped
+    bad_input: str = ""           # message when bad input stopped the run after it started
+    duration: float = 0.0
+
+    def exit_code(self) -> int:
+        if self.bad_input:
+            return EXIT_BAD_INPUT
+        if self.interrupted:
+            return EXIT_STAGE_FAILED
+        codes = [v.exit_code() for v in self.variants]
+        if EXIT_STAGE_FAILED in codes:
+            return EXIT_STAGE_FAILED
+        return max(codes, default=EXIT_OK)

@@ -1,0 +1,394 @@
+"""Run a job: tree -> (apply) -> configure -> build -> boot + guest tests, for each variant.
+
+A failed stage stops its variant only (the later stages are reported as skipped with the
+reason). OUT/junit.xml and OUT/summary.json are always written, also when the run is stopped by
+SIGINT/SIGTERM: the stage that was running becomes an error, child processes are stopped (see
+pipeline.proc) and cache entries are only ever published complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import apply as apply_mod
+from . import build as build_mod
+from . import kconfig
+from . import series as series_mod
+from .cache import Cache, default_cache_root
+from .errors import BadInput, PipelineError, StageFailed
+from .job import PROJECT_ROOT, Job, Variant
+from .junit import write_junit, write_summary
+from .log import Log, fmt_duration
+from .results import ERROR, FAILED, PASSED, SKIPPED, Case, RunReport, Stage, VariantReport
+from .tree import Tree, prepare_tree
+
+
+class _StopVariant(Exception):
+    """A stage failed: the rest of this variant is skipped."""
+
+
+@dataclass
+class _Signals:
+    """Turns SIGINT/SIGTERM into KeyboardInterrupt once, remembering which signal it was."""
+
+    name: str = ""
+    saved: dict[int, object] = field(default_factory=dict)
+
+    def _handler(self, signum: int, _frame: object) -> None:
+        if self.name:
+            return  # already stopping: let the cleanup finish
+        self.name = signal.Signals(signum).name
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.saved[sig] = signal.signal(sig, self._handler)
+        try:
+            yield
+        finally:
+            for sig, old in self.saved.items():
+                signal.signal(sig, old)
+
+
+@dataclass
+class _Run:
+    job: Job
+    cache: Cache
+    log: Log
+    report: RunReport
+    accel: str | None = None                  # result of the KVM probe, once per run
+    current: tuple[VariantReport, str, float] | None = None   # stage now running
+
+
+def _planned(uses_series: bool) -> list[str]:
+    return (["apply"] if uses_series else []) + ["configure", "build", "boot", "guest"]
+
+
+def _case_from_error(name: str, exc: PipelineError, duration: float) -> Case:
+    return Case(name, FAILED, duration, exc.message, exc.details)
+
+
+@contextlib.contextmanager
+def _stage(run: _Run, vr: VariantReport, name: str) -> Iterator[Stage]:
+    """Time a stage, log its line, turn a PipelineError into a failed case and stop the variant
+    when the stage did not pass."""
+    stage = Stage(name)
+    vr.stages.append(stage)
+    start = time.monotonic()
+    run.current = (vr, name, start)
+    try:
+        yield stage
+    except PipelineError as exc:
+        stage.cases.append(_case_from_error(name, exc, time.monotonic() - start))
+        if exc.details:
+            run.log(exc.details)
+    except _StopVariant:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug: report it, never end without JUnit
+        detail = traceback.format_exc()
+        stage.cases.append(Case(name, ERROR, time.monotonic() - start,
+                                f"internal error: {type(exc).__name__}: {exc}", detail))
+        run.log(detail)
+    finally:
+        stage.duration = time.monotonic() - start
+    # Not reached on KeyboardInterrupt: `run.current` then tells which stage was interrupted.
+    run.current = None
+    bad = next((c for c in stage.cases if c.status in (FAILED, ERROR)), None)
+    status = "ok" if bad is None else "FAILED"
+    run.log.stage(vr.name, name, status, stage.duration, bad.message if bad else "")
+    if bad is not None and name != "guest":
+        raise _StopVariant(f"{name} failed: {bad.message}")
+
+
+def _fill_skipped(vr: VariantReport, planned: list[str], reason: str) -> None:
+    done = {s.name for s in vr.stages}
+    for name in planned:
+        if name not in done:
+            vr.stages.append(Stage(name, [Case(name, SKIPPED, message=reason)]))
+
+
+# --- stages -----------------------------------------------------------------------------------
+
+def _apply_stage(run: _Run, vr: VariantReport, tree: Tree,
+                 series: series_mod.Series) -> Path:
+    with _stage(run, vr, "apply") as stage:
+        result = apply_mod.apply_series(tree, series, run.cache, run.log)
+        for p in result.patches:
+            case = Case(f"{p.index:04d} {p.subject}", PASSED, p.duration, stdout=p.output)
+            if p.status == apply_mod.APPLIED_3WAY:
+                case.message = "applied with 3-way merge"
+            elif p.status == apply_mod.CONFLICTED:
+                case.status = FAILED
+                case.message = (f"patch {p.name} does not apply; conflicts in "
+                                f"{', '.join(p.files) or 'unknown files'}")
+                case.details = ("hunks: " + ", ".join(p.hunks) + "\n\n" + p.output).strip()
+            elif p.status == apply_mod.NOT_APPLIED:
+                case.status = SKIPPED
+                case.message = "not applied: an earlier patch conflicted"
+            stage.cases.append(case)
+        vr.properties["series_branch"] = result.branch
+        vr.properties["series_head"] = result.head
+        if not result.ok and result.rerun:
+            run.log.rerun(result.rerun)
+    return result.worktree
+
+
+def _configure_stage(run: _Run, vr: VariantReport, variant: Variant, tree: Tree, src: Path,
+                     src_key: str, out: Path) -> kconfig.ConfigResult:
+    fragments = run.job.kconfig + variant.kconfig_extra
+    work = run.cache.dir("configs") / src_key
+    with _stage(run, vr, "configure") as stage:
+        result = kconfig.configure(src, work, run.job.base_config, fragments, tree.version,
+                                   run.log, out / "configure.log")
+        shutil.copyfile(result.config, out / "config")
+        vr.properties["config_hash"] = result.config_hash
+        case = Case("configure", PASSED, result.duration,
+                    stdout="\n".join(["overrides:", *result.overrides]) if result.overrides
+                    else "")
+        if result.skipped:
+            case.message = "skipped fragments: " + ", ".join(p.name for p in result.skipped)
+        if not result.ok:
+            case.status = FAILED
+            first = result.missing[0].option
+            case.message = (f"{first.name} (from {first.fragment.name}) did not survive "
+                            f"olddefconfig" + (f" (+{len(result.missing) - 1} more)"
+                                               if len(result.missing) > 1 else ""))
+            case.details = "\n".join(m.describe() for m in result.missing)
+            run.log(case.details)
+            run.log.rerun(kconfig.make_cmd(src, work, "olddefconfig"))
+        stage.cases.append(case)
+    return result
+
+
+def _build_stage(run: _Run, vr: VariantReport, src: Path, src_key: str,
+                 config: kconfig.ConfigResult, out: Path) -> Path:
+    build_dir = run.cache.dir("builds") / f"{src_key}-{config.config_hash[:12]}"
+    with run.cache.lock(f"build-{build_dir.name}", f"build folder {build_dir}", run.log), \
+            _stage(run, vr, "build") as stage:
+        if kconfig.install_config(config.config, build_dir):
+            run.log(f"  new build folder {build_dir}")
+        else:
+            run.log(f"  incremental build in {build_dir}")
+        result = build_mod.build_kernel(src, build_dir, out / "build.log",
+                                        run.job.timeouts.build, run.log,
+                                        ccache_dir=run.cache.root / "ccache")
+        case = Case("build", PASSED, result.duration,
+                    message=f"{result.steps} compile/link steps")
+        if result.ok and result.image is not None:
+            shutil.copyfile(result.image, out / "bzImage")
+        else:
+            case.status = FAILED
+            case.message = result.reason
+            case.details = "\n".join(result.errors) + f"\n\nfull log: {result.log_path}"
+            run.log("\n".join(f"  {line}" for line in result.errors))
+            run.log.rerun(result.command, env=result.env)
+        stage.cases.append(case)
+    return out / "bzImage"
+
+
+def _boot_stages(run: _Run, vr: VariantReport, variant: Variant, kernel: Path,
+                 out: Path) -> None:
+    try:
+        from . import boot  # imported late: the host stages work without the boot side
+    except ImportError as exc:
+        with _stage(run, vr, "boot"):
+            raise StageFailed(f"cannot import pipeline.boot: {exc}")
+        return
+
+    job = run.job
+    scale = variant.timeout_scale
+    settings = boot.BootSettings(
+        memory=job.qemu.memory, smp=job.qemu.smp, accel=run.accel or job.qemu.accel,
+        boot_timeout=job.timeouts.boot * scale, test_timeout=job.timeouts.test * scale,
+        total_timeout=job.timeouts.total * scale, kernel_args=list(job.qemu.kernel_args),
+        qemu_args=list(job.qemu.qemu_args))
+    result = None
+    try:
+        with _stage(run, vr, "boot") as stage:
+            if settings.accel == "auto":
+                run.accel = boot.probe_accel(kernel, settings, run.log)
+                run.log(f"  accel: {run.accel} (probed once for this run)")
+                settings.accel = run.accel
+            result = boot.run_guest(kernel, list(job.tests), out, settings, Path(sys.executable),
+                                    log=run.log)
+            vr.properties["accel"] = result.accel
+            vr.properties["qemu_version"] = result.qemu_version
+            booted = Case("kernel boots", PASSED, result.duration)
+            if not result.booted:
+                booted.status = FAILED
+                booted.message = result.failure or "the guest did not reach the test runner"
+                booted.details = result.console_tail
+            stage.cases.append(booted)
+            if result.booted:
+                session = Case("test session completes", PASSED)
+                if not result.completed:
+                    session.status = FAILED
+                    session.message = result.failure or "the test session did not finish"
+                    session.details = result.console_tail
+                stage.cases.append(session)
+            if result.splats:
+                stage.cases.append(Case("no kernel splats outside tests", FAILED,
+                                        message=result.splats[0].splitlines()[0],
+                                        details="\n\n".join(result.splats)))
+            if not (result.booted and result.completed) and result.command:
+                run.log.rerun(result.command)
+    except _StopVariant:
+        if result is None:  # QEMU could not even start: nothing to report
+            raise
+    # Guest tests are reported even when the session broke off (those that did not run are
+    # errors in BootResult.tests).
+    assert result is not None
+    guest_tests, failure = result.tests, result.failure
+    with _stage(run, vr, "guest") as stage:
+        for test in guest_tests:
+            module, _, name = test.nodeid.partition("::")
+            status = {"passed": PASSED, "failed": FAILED, "skipped": SKIPPED}.get(
+                test.outcome, ERROR)
+            stage.cases.append(Case(
+                name or module, status, test.duration, test.message, test.details,
+                stdout=test.kernel_log,
+                classname=f"{vr.name}.guest.{module.removesuffix('.py').replace('/', '.')}"))
+        if not guest_tests:
+            stage.cases.append(Case("guest tests", ERROR,
+                                    message="no guest test reported a result"
+                                    + (f" ({failure})" if failure else "")))
+    bad = [c for c in vr.stages[-1].cases if c.status in (FAILED, ERROR)]
+    for case in bad:
+        run.log(f"  guest test {case.classname}::{case.name}: {case.status}: {case.message}")
+
+
+# --- one variant ------------------------------------------------------------------------------
+
+def _run_variant(run: _Run, variant: Variant, tree: Tree,
+                 series: series_mod.Series | None) -> None:
+    uses_series = variant.series and series is not None
+    vr = VariantReport(variant.name, {
+        "tree": run.job.tree, "tree_version": tree.version, "tree_commit": tree.commit,
+        "series": f"{series.name} ({series.short})" if uses_series and series else "none",
+        "base_config": run.job.base_config,
+        "fragments": ", ".join(str(p) for p in run.job.kconfig + variant.kconfig_extra),
+        "accel": run.accel or run.job.qemu.accel, "qemu_version": "", "config_hash": ""})
+    run.report.variants.append(vr)
+    planned = _planned(uses_series)
+    out = run.job.out / variant.name
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    run.log(f"variant {variant.name}: " + (f"series {series.name} on {tree.version}"
+                                            if uses_series and series else
+                                            f"baseline {tree.version}"))
+    try:
+        if uses_series and series is not None:
+            src_key = apply_mod.worktree_key(tree, series)
+        else:
+            src_key = f"{tree.key}-baseline"
+        with run.cache.lock(f"src-{src_key}", f"sources {src_key}", run.log):
+            src = tree.checkout
+            if uses_series and series is not None:
+                src = _apply_stage(run, vr, tree, series)
+            config = _configure_stage(run, vr, variant, tree, src, src_key, out)
+            kernel = _build_stage(run, vr, src, src_key, config, out)
+        _boot_stages(run, vr, variant, kernel, out)
+    except _StopVariant as stop:
+        _fill_skipped(vr, planned, f"not run: {stop}")
+
+
+# --- the whole run ----------------------------------------------------------------------------
+
+def _write_reports(run: _Run, start: float) -> None:
+    run.report.duration = time.monotonic() - start
+    write_junit(run.report, run.job.out / "junit.xml")
+    write_summary(run.report, run.job.out / "summary.json")
+
+
+def _report_early_failure(run: _Run, variants: list[Variant], uses: dict[str, bool],
+                          exc: PipelineError) -> None:
+    """The tree or the series failed: every variant's first stage gets the error."""
+    for variant in variants:
+        vr = VariantReport(variant.name, {"tree": run.job.tree})
+        planned = _planned(uses[variant.name])
+        vr.stages.append(Stage(planned[0], [Case(planned[0], ERROR, message=exc.message,
+                                                 details=exc.details)]))
+        _fill_skipped(vr, planned, f"not run: {exc.message}")
+        run.report.variants.append(vr)
+
+
+def run_job(job: Job, log: Log | None = None) -> int:
+    """Run every variant of `job`; returns the exit code (see pipeline.results)."""
+    log = log or Log()
+    cache = Cache(job.cache_dir or default_cache_root())
+    run = _Run(job, cache, log, RunReport())
+    start = time.monotonic()
+    signals = _Signals()
+    uses = {v.name: bool(v.series and job.series) for v in job.variants}
+    # Checks that need no work: the series exists (its variant is picked once the tree's
+    # version is known).
+    choice = series_mod.locate(job.series, PROJECT_ROOT) \
+        if job.series and any(uses.values()) else None
+    job.out.mkdir(parents=True, exist_ok=True)
+    log(f"job {job.source}: tree {job.tree}, series {job.series or 'none'}, variants "
+        f"{', '.join(v.name for v in job.variants)}; out {job.out}; cache {cache.root}")
+    with signals.installed():
+        try:
+            try:
+                t0 = time.monotonic()
+                tree = prepare_tree(job.tree, cache, log, job.tree_sha256)
+                log(f"tree {job.tree}: ok ({fmt_duration(time.monotonic() - t0)}), "
+                    f"kernel {tree.version}")
+                series = series_mod.pick(choice, tree.version) if choice else None
+                if series is not None:
+                    log(f"series {series.name}: {series.source} "
+                        f"({len(series.patches)} patches, {series.short})")
+            except PipelineError as exc:
+                log(f"error: {exc.message}")
+                if isinstance(exc, BadInput):
+                    run.report.bad_input = exc.message
+                _report_early_failure(run, job.variants, uses, exc)
+                return _finish(run, start)
+            for variant in job.variants:
+                _run_variant(run, variant, tree, series)
+        except KeyboardInterrupt:
+            _record_interrupt(run, signals.name or "SIGINT", uses)
+        return _finish(run, start)
+
+
+def _record_interrupt(run: _Run, name: str, uses: dict[str, bool]) -> None:
+    run.report.interrupted = name
+    run.log(f"interrupted by {name}: stopping, writing a partial report")
+    if run.current is not None:
+        vr, stage_name, started = run.current
+        stage = next((s for s in vr.stages if s.name == stage_name), None)
+        if stage is None:
+            stage = Stage(stage_name)
+            vr.stages.append(stage)
+        stage.cases.append(Case(stage_name, ERROR, time.monotonic() - started,
+                                message=f"interrupted by {name}"))
+    seen = {vr.name for vr in run.report.variants}
+    for vr in run.report.variants:
+        _fill_skipped(vr, _planned(uses.get(vr.name, False)), f"not run: interrupted by {name}")
+    for variant in run.job.variants:
+        if variant.name not in seen:
+            vr = VariantReport(variant.name, {"tree": run.job.tree})
+            _fill_skipped(vr, _planned(uses[variant.name]),
+                          f"not run: interrupted by {name}")
+            run.report.variants.append(vr)
+
+
+def _finish(run: _Run, start: float) -> int:
+    _write_reports(run, start)
+    code = run.report.exit_code()
+    for vr in run.report.variants:
+        line = ", ".join(f"{s.name} {s.status}" for s in vr.stages)
+        run.log(f"variant {vr.name}: {line}")
+    run.log(f"wrote {run.job.out / 'junit.xml'} and summary.json; exit {code} "
+            f"({fmt_duration(time.monotonic() - start)})")
+    return code
+

@@ -1,0 +1,216 @@
+"""Patch series: a folder of `git format-patch` files plus series.yaml, or an mbox file.
+
+`series.yaml`: name, base (list of kernel version prefixes such as "6.1"), link, optional
+description. Patches are `NNNN-*.patch`, applied in NNNN order; a gap or a duplicate number is
+bad input (0000, a cover letter, is skipped). A series given by name is looked up under
+patches/<name>/*/series.yaml and the variant whose base matches the tree version is picked
+(longest prefix wins).
+"""
+
+from __future__ import annotations
+
+import email.header
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import BadInput
+
+_PATCH_RE = re.compile(r"^(\d{4})-.*\.patch$")
+_MBOX_FROM_RE = re.compile(r"^From \S+ .*\d{4}$", re.MULTILINE)
+_SERIES_KEYS = {"name", "base", "link", "description"}
+
+
+@dataclass(frozen=True)
+class Patch:
+    index: int        # position in the series, from 1
+    name: str         # file name (or `<mbox>#N`)
+    subject: str
+    text: str         # the patch in git format-patch / mbox form
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    base: list[str]
+    source: Path      # the folder (or mbox file)
+    patches: list[Patch]
+    link: str = ""
+    description: str = ""
+    hash: str = ""    # content hash of metadata + patches, for cache keys
+
+    @property
+    def short(self) -> str:
+        return self.hash[:12]
+
+
+@dataclass(frozen=True)
+class SeriesChoice:
+    """Where a series spec points before the tree version is known (checked before any work)."""
+
+    spec: str
+    candidates: list[Path] = field(default_factory=list)  # series folders or one mbox file
+
+
+def _subject(text: str) -> str:
+    match = re.search(r"^Subject:[ \t]*(.*(?:\n[ \t].*)*)", text, re.MULTILINE)
+    if not match:
+        return ""
+    raw = re.sub(r"\n[ \t]+", " ", match.group(1)).strip()
+    try:
+        raw = str(email.header.make_header(email.header.decode_header(raw)))
+    except (ValueError, LookupError):
+        pass
+    return re.sub(r"^\[[^\]]*\]\s*", "", raw)
+
+
+def _series_hash(meta: str, patches: list[Patch]) -> str:
+    digest = hashlib.sha256(meta.encode())
+    for patch in patches:
+        digest.update(b"\0" + patch.name.encode() + b"\0" + patch.text.encode())
+    return digest.hexdigest()
+
+
+def _is_patch(text: str) -> bool:
+    return bool(re.search(r"^(diff --git |--- \S|Index: )", text, re.MULTILINE))
+
+
+@dataclass(frozen=True)
+class _Meta:
+    name: str
+    base: list[str]
+    link: str
+    description: str
+    text: str
+
+
+def _read_meta(folder: Path) -> _Meta:
+    meta_file = folder / "series.yaml"
+    try:
+        meta_text = meta_file.read_text()
+        meta = yaml.safe_load(meta_text)
+    except OSError as exc:
+        raise BadInput(f"{meta_file}: cannot read: {exc.strerror}") from None
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
+        raise BadInput(f"{meta_file}:{line}: YAML syntax error: {exc.problem}") from None
+    if not isinstance(meta, dict):
+        raise BadInput(f"{meta_file}: must be a mapping with name, base, link")
+    for key in meta:
+        if key not in _SERIES_KEYS:
+            raise BadInput(f"{meta_file}: {key}: unknown key "
+                           f"(allowed: {', '.join(sorted(_SERIES_KEYS))})")
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise BadInput(f"{meta_file}: name: must be a non-empty string")
+    base = meta.get("base")
+    if isinstance(base, (str, float, int)) and not isinstance(base, bool):
+        base = [str(base)]
+    if not isinstance(base, list) or not base or not all(isinstance(b, (str, float, int))
+                                                         for b in base):
+        raise BadInput(f"{meta_file}: base: must be a list of kernel versions like \"6.1\"")
+    for key in ("link", "description"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            raise BadInput(f"{meta_file}: {key}: must be a string")
+    return _Meta(name, [str(b) for b in base], meta.get("link") or "",
+                 meta.get("description") or "", meta_text)
+
+
+def load_folder(folder: Path) -> Series:
+    """A folder with series.yaml and NNNN-*.patch files."""
+    meta = _read_meta(folder)
+    numbered: dict[int, Path] = {}
+    for path in sorted(folder.glob("*.patch")):
+        match = _PATCH_RE.match(path.name)
+        if not match:
+            raise BadInput(f"{path}: patch file names must start with a 4-digit number "
+                           "(git format-patch: 0001-subject.patch)")
+        number = int(match.group(1))
+        if number in numbered:
+            raise BadInput(f"{folder}: patch number {number:04d} is used twice: "
+                           f"{numbered[number].name} and {path.name}")
+        numbered[number] = path
+    numbered.pop(0, None)  # 0000-cover-letter.patch
+    if not numbered:
+        raise BadInput(f"{folder}: no NNNN-*.patch files in the series")
+    for expected in range(1, max(numbered) + 1):
+        if expected not in numbered:
+            raise BadInput(f"{folder}: patch {expected:04d} is missing "
+                           f"(have {', '.join(p.name for _, p in sorted(numbered.items()))})")
+    patches = []
+    for index, (_, path) in enumerate(sorted(numbered.items()), start=1):
+        text = path.read_text(errors="replace")
+        if not _is_patch(text):
+            raise BadInput(f"{path}: contains no diff")
+        patches.append(Patch(index, path.name, _subject(text) or path.name, text))
+    return Series(name=meta.name, base=meta.base, source=folder, patches=patches,
+                  link=meta.link, description=meta.description,
+                  hash=_series_hash(meta.text, patches))
+
+
+def split_mbox(text: str) -> list[str]:
+    """Split an mbox into messages at `From <sha> <date>` lines."""
+    starts = [m.start() for m in _MBOX_FROM_RE.finditer(text)]
+    if not starts:
+        return [text] if text.strip() else []
+    return [text[a:b] for a, b in zip(starts, starts[1:] + [len(text)])]
+
+
+def load_mbox(path: Path) -> Series:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
+    messages = [m for m in split_mbox(text) if _is_patch(m)]
+    if not messages:
+        raise BadInput(f"{path}: mbox contains no patch")
+    patches = [Patch(i, f"{path.name}#{i}", _subject(m) or f"patch {i}", m)
+               for i, m in enumerate(messages, start=1)]
+    name = re.sub(r"\.(mbox|patch|eml)$", "", path.name)
+    return Series(name=name, base=[], source=path, patches=patches,
+                  hash=_series_hash(path.name, patches))
+
+
+def locate(spec: str, project_root: Path) -> SeriesChoice:
+    """Resolve a series spec (name or absolute path) to candidate sources; BadInput if none."""
+    path = Path(spec)
+    if not path.is_absolute():
+        folder = project_root / "patches" / spec
+        if not folder.is_dir():
+            known = sorted(p.name for p in (project_root / "patches").glob("*") if p.is_dir())
+            raise BadInput(f"series {spec!r}: no folder {folder} "
+                           f"(known series: {', '.join(known) or 'none'})")
+        path = folder
+    if path.is_file():
+        return SeriesChoice(spec, [path])
+    if (path / "series.yaml").is_file():
+        return SeriesChoice(spec, [path])
+    variants = sorted(p.parent for p in path.glob("*/series.yaml"))
+    if not variants:
+        raise BadInput(f"series {spec!r}: {path} has neither series.yaml nor "
+                       "<variant>/series.yaml folders")
+    return SeriesChoice(spec, variants)
+
+
+def _matches(version: str, prefix: str) -> bool:
+    return version == prefix or version.startswith((prefix + ".", prefix + "-"))
+
+
+def pick(choice: SeriesChoice, version: str) -> Series:
+    """Load the candidate whose base matches the tree `version` (longest prefix wins)."""
+    if len(choice.candidates) == 1 and choice.candidates[0].is_file():
+        return load_mbox(choice.candidates[0])
+    metas = [(folder, _read_meta(folder)) for folder in choice.candidates]
+    best: tuple[int, Path] | None = None
+    for folder, meta in metas:
+        for prefix in meta.base:
+            if _matches(version, prefix) and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), folder)
+    if best is None:
+        there = "; ".join(f"{folder.name} (base {', '.join(m.base)})" for folder, m in metas)
+        raise BadInput(f"series {choice.spec!r}: no variant for kernel {version}; "
+                       f"there are: {there}")
+    return load_folder(best[1])

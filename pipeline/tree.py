@@ -1,0 +1,397 @@
+"""Kernel source trees: a tree SPEC becomes a cached git repository with one baseline commit.
+
+SPECs: `debian:6.1` (Debian's linux-source tarball), a tarball path (.tar.xz/.tar.gz/.tgz), an
+http(s) URL of a tarball, a local git checkout (`PATH` or `PATH@REV`).
+
+Tarballs are extracted once per tree (safely: no member may leave the folder) into a temporary
+folder beside the final one, committed, tagged `baseline`, then renamed into place; a folder
+that is not in its final place is never reused. A user's git checkout is only read: it is cloned
+into the cache with `git clone --shared --no-checkout` and the revision is checked out there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import lzma
+import os
+import re
+import shutil
+import tarfile
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import git
+import requests
+
+from . import proc
+from .cache import Cache, short_hash
+from .errors import BadInput, StageFailed
+
+Logger = Callable[[str], None]
+MARKER = "pipeline-tree.json"          # in the repo's .git folder: entry complete
+GIT_TIMEOUT = 1800                     # seconds, for the one big add/commit/clone step
+HAS_DATA_FILTER = hasattr(tarfile, "data_filter")  # PEP 706, Python >= 3.11.4
+TARBALL_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
+BASELINE_MESSAGE = """baseline {version} ({source})
+
+Imported by kernel-pipeline from {source}.
+Every file was force-added (git add --force): Debian's linux-source
+tarball ships a .gitignore whose top-level rule `/*` ignores everything,
+so a plain `git add -A` would add nothing. The .gitignore itself is kept
+unchanged.
+"""
+
+
+@dataclass(frozen=True)
+class Tree:
+    spec: str
+    key: str          # cache entry name
+    repo: Path        # git repository the pipeline owns: branches and worktrees are made here
+    checkout: Path    # baseline sources, never modified (build with O=)
+    commit: str       # baseline commit
+    version: str      # from the Makefile, e.g. "6.1.192"
+
+
+# --- kernel version ---------------------------------------------------------------------------
+
+def read_version(src: Path) -> str:
+    """VERSION.PATCHLEVEL.SUBLEVEL(EXTRAVERSION) from the top Makefile; BadInput if `src` is not
+    a kernel tree."""
+    makefile = src / "Makefile"
+    if not makefile.is_file() or not (src / "Kconfig").is_file():
+        raise BadInput(f"{src} is not a kernel source tree (no top-level Makefile and Kconfig)")
+    head = makefile.read_text(errors="replace")[:4000]
+    fields: dict[str, str] = {}
+    for name in ("VERSION", "PATCHLEVEL", "SUBLEVEL", "EXTRAVERSION"):
+        match = re.search(rf"^{name}\s*=[ \t]*(\S*)[ \t]*$", head, re.MULTILINE)
+        if match:
+            fields[name] = match.group(1)
+    if not fields.get("VERSION", "").isdigit() or not fields.get("PATCHLEVEL", "").isdigit():
+        raise BadInput(f"{makefile}: no VERSION/PATCHLEVEL lines: not a kernel source tree")
+    version = f"{fields['VERSION']}.{fields['PATCHLEVEL']}"
+    if fields.get("SUBLEVEL", "").isdigit():
+        version += f".{fields['SUBLEVEL']}"
+    return version + fields.get("EXTRAVERSION", "")
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """`6.1.192-rc1` -> (6, 1, 192)."""
+    parts = []
+    for part in re.split(r"[.-]", version):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
+# --- safe extraction --------------------------------------------------------------------------
+
+def _check_member(member: tarfile.TarInfo, tarball: Path) -> None:
+    """Refuse members that could write outside the destination or create device nodes."""
+    name = member.name
+    path = PurePosixPath(name)
+    if name.startswith("/") or path.is_absolute():
+        raise BadInput(f"{tarball}: member {name!r} has an absolute path: refused")
+    if ".." in path.parts:
+        raise BadInput(f"{tarball}: member {name!r} contains '..': refused")
+    if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
+        raise BadInput(f"{tarball}: member {name!r} is a device or fifo: refused")
+    if member.issym():
+        target = member.linkname
+        joined = os.path.normpath(os.path.join(os.path.dirname(name), target))
+        if target.startswith("/") or joined == ".." or joined.startswith("../"):
+            raise BadInput(f"{tarball}: symlink {name!r} -> {target!r} points outside: refused")
+    elif member.islnk():
+        joined = os.path.normpath(member.linkname)
+        if member.linkname.startswith("/") or joined == ".." or joined.startswith("../"):
+            raise BadInput(f"{tarball}: hard link {name!r} -> {member.linkname!r} "
+                           "points outside: refused")
+
+
+def safe_extract(tarball: Path, dest: Path, log: Logger, progress_every: float = 15.0) -> int:
+    """Extract `tarball` into `dest` member by member after checking each one (and with
+    tarfile's 'data' filter on top). Returns the number of members. Corrupt or truncated
+    archives raise BadInput; a full disk raises StageFailed. The caller removes `dest` on error."""
+    dest.mkdir(parents=True, exist_ok=True)
+    count = 0
+    start = last = time.monotonic()
+    try:
+        with tarfile.open(tarball, mode="r|*") as archive:
+            for member in archive:
+                _check_member(member, tarball)
+                if HAS_DATA_FILTER:
+                    try:
+                        archive.extract(member, dest, filter="data")
+                    except tarfile.FilterError as exc:
+                        raise BadInput(f"{tarball}: member {member.name!r} refused: {exc}"
+                                       ) from None
+                else:  # Debian 12's Python 3.11.2 predates PEP 706: our own check only
+                    archive.extract(member, dest)
+                count += 1
+                now = time.monotonic()
+                if now - last >= progress_every:
+                    log(f"  extracting {tarball.name}: {count} files ({now - start:.0f}s)")
+                    last = now
+    except (tarfile.ReadError, tarfile.CompressionError, EOFError, lzma.LZMAError,
+            zlib.error) as exc:
+        raise BadInput(f"{tarball}: corrupt or truncated archive ({exc or type(exc).__name__})"
+                       ) from None
+    except OSError as exc:
+        if exc.errno == 28:
+            raise StageFailed(f"disk full while extracting {tarball} into {dest}") from None
+        raise
+    if count == 0:
+        raise BadInput(f"{tarball}: empty archive")
+    return count
+
+
+def _source_root(folder: Path) -> Path:
+    """The kernel tree inside an extracted folder (tarballs usually have one top folder)."""
+    if (folder / "Makefile").is_file():
+        return folder
+    entries = [p for p in folder.iterdir()]
+    if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
+        return entries[0]
+    return folder
+
+
+# --- tarball trees ----------------------------------------------------------------------------
+
+def _git(args: list[str], cwd: Path, what: str, timeout: float = GIT_TIMEOUT) -> str:
+    """Run git in its own process group (killed on interrupt); StageFailed on failure."""
+    done = proc.run(["git", *args], cwd=cwd, timeout=timeout)
+    if done.returncode != 0:
+        why = f"timed out after {timeout:.0f}s" if done.timed_out else done.output.strip()
+        raise StageFailed(f"git {args[0]} failed while {what}: {why}")
+    return done.output
+
+
+def _commit_baseline(src: Path, version: str, source: str) -> str:
+    repo = git.Repo.init(src)
+    try:
+        with repo.config_writer() as cfg:
+            cfg.set_value("user", "name", "kernel-pipeline")
+            cfg.set_value("user", "email", "kernel-pipeline@localhost")
+            cfg.set_value("gc", "auto", "0")
+        what = f"committing the baseline of {source}"
+        _git(["add", "--force", "--all", "."], src, what)
+        _git(["commit", "--quiet", "--no-verify", "-m",
+              BASELINE_MESSAGE.format(version=version, source=source)], src, what)
+        repo.create_tag("baseline")
+        return repo.head.commit.hexsha
+    finally:
+        repo.close()
+
+
+def _entry_ready(path: Path) -> dict | None:
+    marker = path / ".git" / MARKER
+    if not marker.is_file():
+        return None
+    try:
+        return json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def tree_from_tarball(tarball: Path, cache: Cache, log: Logger, key: str, source: str,
+                      spec: str) -> Tree:
+    """Extract + commit `tarball` once into cache/trees/<key> (under a lock)."""
+    trees = cache.dir("trees")
+    final = trees / key
+    with cache.lock(f"tree-{key}", f"tree {spec}", log):
+        info = _entry_ready(final)
+        if info is not None:
+            log(f"  tree {spec}: cached {final} ({info['version']})")
+            return Tree(spec, key, final, final, info["commit"], info["version"])
+        for stale in [final, *trees.glob(f".tmp-{key}-*")]:
+            if stale.exists():
+                log(f"  removing unfinished cache entry {stale}")
+                shutil.rmtree(stale, ignore_errors=True)
+        tmp = trees / f".tmp-{key}-{os.getpid()}"
+        try:
+            start = time.monotonic()
+            log(f"  extracting {tarball} (once per tree)")
+            count = safe_extract(tarball, tmp / "x", log)
+            src = _source_root(tmp / "x")
+            version = read_version(src)
+            log(f"  extracted {count} files ({time.monotonic() - start:.0f}s), kernel {version}; "
+                "committing the baseline (git add --force: Debian's .gitignore ignores /*)")
+            commit = _commit_baseline(src, version, source)
+            (src / ".git" / MARKER).write_text(json.dumps(
+                {"commit": commit, "version": version, "source": source}))
+            os.rename(src, final)
+            log(f"  tree ready in {time.monotonic() - start:.0f}s: {final}")
+        except OSError as exc:
+            if exc.errno == 28:
+                raise StageFailed(f"disk full while preparing tree {spec} in {trees}") from None
+            raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return Tree(spec, key, final, final, commit, version)
+
+
+def _file_key(path: Path) -> str:
+    st = path.stat()
+    return short_hash(str(path), str(st.st_size), str(st.st_mtime_ns))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:40].strip("-") or "tree"
+
+
+def _strip_suffix(name: str) -> str:
+    for suffix in TARBALL_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+# --- downloads --------------------------------------------------------------------------------
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, cache: Cache, log: Logger, sha256: str | None,
+             timeout: float = 3600.0, session: requests.Session | None = None) -> Path:
+    """Stream `url` into cache/downloads (checked against `sha256` before it is used)."""
+    name = _slug(url.rstrip("/").rsplit("/", 1)[-1])
+    dest = cache.dir("downloads") / f"{short_hash(url)}-{name}"
+    with cache.lock(f"download-{short_hash(url)}", f"download of {url}", log):
+        if dest.is_file():
+            if sha256 is None or sha256_file(dest) == sha256:
+                log(f"  {url}: already downloaded ({dest})")
+                return dest
+            log(f"  {url}: cached copy has another sha256, downloading again")
+            dest.unlink()
+        part = dest.with_name(dest.name + ".part")
+        http = session or requests.Session()
+        start = last = time.monotonic()
+        digest = hashlib.sha256()
+        try:
+            with http.get(url, stream=True, timeout=(30, 120)) as resp:
+                if resp.status_code >= 400:
+                    raise BadInput(f"download {url}: HTTP {resp.status_code} {resp.reason}")
+                total = int(resp.headers.get("content-length") or 0)
+                done = 0
+                with open(part, "wb") as handle:
+                    for block in resp.iter_content(1 << 20):
+                        handle.write(block)
+                        digest.update(block)
+                        done += len(block)
+                        now = time.monotonic()
+                        if now - start > timeout:
+                            raise StageFailed(f"download {url}: gave up after {timeout:.0f}s")
+                        if now - last >= 15:
+                            pct = f" of {total >> 20} MiB ({100 * done // total}%)" if total else ""
+                            log(f"  downloading {url}: {done >> 20} MiB{pct}")
+                            last = now
+                if total and done != total:
+                    raise StageFailed(f"download {url}: got {done} of {total} bytes")
+            got = digest.hexdigest()
+            if sha256 is not None and got != sha256:
+                raise BadInput(f"download {url}: sha256 mismatch: expected {sha256}, got {got}")
+            os.rename(part, dest)
+        except requests.RequestException as exc:
+            raise StageFailed(f"download {url} failed: {exc}") from None
+        except OSError as exc:
+            if exc.errno == 28:
+                raise StageFailed(f"disk full while downloading {url}") from None
+            raise
+        finally:
+            part.unlink(missing_ok=True)
+        log(f"  downloaded {url} ({time.monotonic() - start:.0f}s, sha256 {got})")
+        return dest
+
+
+# --- local git checkouts ----------------------------------------------------------------------
+
+def tree_from_git(path: Path, rev: str, cache: Cache, log: Logger, spec: str) -> Tree:
+    """Clone the user's checkout into the cache (only reading it) and check out `rev` there."""
+    try:
+        user = git.Repo(path)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise BadInput(f"tree {spec}: {path} is neither a tarball nor a git checkout") from None
+    try:
+        try:
+            sha = user.commit(rev).hexsha
+        except (git.BadName, ValueError, git.GitCommandError):
+            raise BadInput(f"tree {spec}: no commit {rev!r} in {path}") from None
+        common = Path(user.common_dir).resolve()
+    finally:
+        user.close()
+    clone_key = f"git-{_slug(path.name)}-{short_hash(str(common))}"
+    key = f"{clone_key}-{sha[:12]}"
+    trees = cache.dir("trees")
+    clone = trees / clone_key
+    checkout = trees / key
+    with cache.lock(f"tree-{clone_key}", f"clone of {path}", log):
+        try:
+            if not (clone / ".git" / MARKER).is_file():
+                shutil.rmtree(clone, ignore_errors=True)
+                log(f"  cloning {path} into the cache (--shared --no-checkout, read-only)")
+                _git(["clone", "--shared", "--no-checkout", "--quiet", str(path), str(clone)],
+                     trees, f"cloning {path}")
+                (clone / ".git" / MARKER).write_text(json.dumps({"source": str(path)}))
+            done = clone / ".git" / "pipeline-checkouts" / sha
+            if not done.is_file():
+                if checkout.exists():
+                    log(f"  removing unfinished checkout {checkout}")
+                    shutil.rmtree(checkout, ignore_errors=True)
+                _git(["worktree", "prune"], clone, "pruning worktrees")
+                log(f"  checking out {sha[:12]} in {checkout}")
+                _git(["worktree", "add", "--detach", "--force", str(checkout), sha], clone,
+                     f"checking out {sha[:12]}")
+                version = read_version(checkout)
+                done.parent.mkdir(exist_ok=True)
+                done.write_text(version)
+            version = done.read_text().strip()
+        except BadInput:
+            shutil.rmtree(checkout, ignore_errors=True)
+            raise
+    log(f"  tree {spec}: {checkout} at {sha[:12]} ({version})")
+    return Tree(spec, key, clone, checkout, sha, version)
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+def debian_tarball(version: str) -> Path:
+    return Path(f"/usr/src/linux-source-{version}.tar.xz")
+
+
+def prepare_tree(spec: str, cache: Cache, log: Logger, sha256: str | None = None) -> Tree:
+    """Turn a normalised tree SPEC (see job.normalize_tree_spec) into a cached Tree."""
+    if spec.startswith("debian:"):
+        version = spec.split(":", 1)[1]
+        tarball = debian_tarball(version)
+        if not tarball.is_file():
+            raise BadInput(f"tree {spec}: {tarball} is missing; install it with: "
+                           f"apt-get install linux-source-{version}")
+        key = f"debian-{version}-{_file_key(tarball)}"
+        return tree_from_tarball(tarball, cache, log, key, str(tarball), spec)
+    if re.match(r"^https?://", spec):
+        tarball = download(spec, cache, log, sha256)
+        key = f"url-{_slug(_strip_suffix(tarball.name))}-{short_hash(spec, sha256_file(tarball))}"
+        return tree_from_tarball(tarball, cache, log, key, spec, spec)
+    path = Path(spec)
+    rev = "HEAD"
+    if not path.exists() and "@" in spec:
+        head, rev = spec.rsplit("@", 1)
+        path = Path(head)
+    if path.is_file():
+        if not path.name.endswith(TARBALL_SUFFIXES):
+            raise BadInput(f"tree {spec}: not a tarball (.tar.xz, .tar.gz, .tgz) "
+                           "nor a git checkout")
+        key = f"tar-{_slug(_strip_suffix(path.name))}-{_file_key(path)}"
+        return tree_from_tarball(path, cache, log, key, str(path), spec)
+    if path.is_dir():
+        return tree_from_git(path, rev, cache, log, spec)
+    raise BadInput(f"tree {spec}: does not exist")

@@ -1,0 +1,128 @@
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import BadInput
+from pipeline.job import DEFAULT_JOB, PROJECT_ROOT, Overrides, apply_overrides, load_job
+
+
+def write_job(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "frag.config").write_text("CONFIG_FOO=y\n")
+    (tmp_path / "tests").mkdir(exist_ok=True)
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    return path
+
+
+GOOD = """\
+tree: debian:6.1
+series: null
+kconfig: [frag.config]
+tests: [tests]
+variants:
+  - name: a
+  - name: b
+    series: false
+    kconfig_extra: [frag.config]
+    timeout_scale: 2
+qemu: {memory: 2G, smp: 1, accel: tcg}
+timeouts: {boot: 10}
+out: results
+"""
+
+
+def test_default_job_loads_and_resolves_against_project_root():
+    job = load_job()
+    assert job.source == DEFAULT_JOB
+    assert job.tree == "debian:6.1"
+    assert job.series == "cgroup-pool"
+    assert job.kconfig[0] == PROJECT_ROOT / "kconfigs" / "virtme-guest.config"
+    assert [v.name for v in job.variants] == ["baseline", "patched", "patched-debug"]
+    assert job.variants[0].series is False
+    assert job.variants[2].timeout_scale == 4
+    assert job.variants[2].kconfig_extra == [PROJECT_ROOT / "kconfigs" / "debug.config"]
+
+
+def test_user_job_paths_resolve_against_its_folder(tmp_path):
+    job = load_job(write_job(tmp_path, GOOD))
+    assert job.kconfig == [tmp_path / "frag.config"]
+    assert job.tests == [tmp_path / "tests"]
+    assert job.out == tmp_path / "results"
+    assert job.qemu.memory == "2G" and job.qemu.accel == "tcg" and job.qemu.smp == 1
+    assert job.timeouts.boot == 10 and job.timeouts.build == 3600
+    assert job.variants[1].timeout_scale == 2.0
+
+
+@pytest.mark.parametrize("text, words", [
+    (GOOD + "colour: blue\n", ["job.yaml:14", "colour", "unknown key"]),
+    (GOOD.replace("    timeout_scale: 2", "    timeout_scale: 2\n    bogus: 1"),
+     ["variants[1].bogus", "unknown key"]),
+    (GOOD.replace("kconfig_extra: [frag.config]", "kconfig_extra: frag.config"),
+     ["job.yaml:9", "variants[1].kconfig_extra", "must be a list"]),
+    (GOOD.replace("kconfig_extra: [frag.config]", "kconfig_extra: [missing.config]"),
+     ["variants[1].kconfig_extra[0]", "missing.config", "does not exist"]),
+    (GOOD.replace("smp: 1", "smp: many"), ["qemu.smp", "positive integer"]),
+    (GOOD.replace("accel: tcg", "accel: xen"), ["qemu.accel", "xen"]),
+    (GOOD.replace("series: false", "series: maybe"), ["variants[1].series", "true or false"]),
+    (GOOD.replace("tests: [tests]", "tests: [nope]"), ["tests[0]", "nope", "does not exist"]),
+    (GOOD.replace("tree: debian:6.1", "tree: /no/such/linux.tar.xz"), ["tree", "does not exist"]),
+    (GOOD.replace("  - name: b", "  - name: a"), ["variants[1].name", "duplicate"]),
+    (GOOD.replace("timeouts: {boot: 10}", "timeouts: {boot: -1}"), ["timeouts.boot"]),
+])
+def test_bad_job_is_refused_naming_file_key_and_line(tmp_path, text, words):
+    path = write_job(tmp_path, text)
+    with pytest.raises(BadInput) as err:
+        load_job(path)
+    assert err.value.exit_code == 2
+    message = str(err.value)
+    assert str(path) in message
+    for word in words:
+        assert word in message
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = write_job(tmp_path, "tree: debian:6.1\nkconfig: [a, b\nseries: x\n")
+    with pytest.raises(BadInput) as err:
+        load_job(path)
+    assert f"{path}:3" in str(err.value) and "YAML syntax error" in str(err.value)
+
+
+def test_missing_job_file(tmp_path):
+    with pytest.raises(BadInput, match="cannot read job file"):
+        load_job(tmp_path / "nope.yaml")
+
+
+def test_overrides_add_fragments_and_tests_and_filter_variants(tmp_path, monkeypatch):
+    job = load_job(write_job(tmp_path, GOOD))
+    extra = tmp_path / "extra.config"
+    extra.write_text("CONFIG_BAR=y\n")
+    merged = apply_overrides(job, Overrides(kconfig=["extra.config"], tests=["tests"],
+                                            variants=["b"], accel="kvm", out="o",
+                                            series="none"), cwd=tmp_path)
+    assert merged.kconfig == [tmp_path / "frag.config", extra]
+    assert merged.tests == [tmp_path / "tests", tmp_path / "tests"]
+    assert [v.name for v in merged.variants] == ["b"]
+    assert merged.qemu.accel == "kvm" and merged.qemu.memory == "2G"
+    assert merged.out == tmp_path / "o"
+    assert merged.series is None
+
+
+def test_override_errors(tmp_path):
+    job = load_job(write_job(tmp_path, GOOD))
+    with pytest.raises(BadInput, match="--variant zzz.*there are: a, b"):
+        apply_overrides(job, Overrides(variants=["zzz"]), cwd=tmp_path)
+    with pytest.raises(BadInput, match="--kconfig nope.config"):
+        apply_overrides(job, Overrides(kconfig=["nope.config"]), cwd=tmp_path)
+    with pytest.raises(BadInput, match="--tree"):
+        apply_overrides(job, Overrides(tree="ftp://x/y.tar.xz"), cwd=tmp_path)
+
+
+def test_tree_spec_forms(tmp_path):
+    job = load_job(write_job(tmp_path, GOOD))
+    (tmp_path / "repo").mkdir()
+    url = "https://example.org/linux.tar.xz"
+    assert apply_overrides(job, Overrides(tree=url), cwd=tmp_path).tree == url
+    assert apply_overrides(job, Overrides(tree="repo@v6.1"), cwd=tmp_path).tree == \
+        f"{tmp_path / 'repo'}@v6.1"
+    with pytest.raises(BadInput, match="debian:MAJOR.MINOR"):
+        apply_overrides(job, Overrides(tree="debian:six"), cwd=tmp_path)

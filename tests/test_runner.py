@@ -1,0 +1,331 @@
+"""The orchestrator end to end on a fake kernel tree (a Makefile that plays Kbuild) and a fake
+pipeline.boot (the interface of docs/brief-interface), so it runs in seconds."""
+
+import json
+import os
+import signal
+import sys
+import threading
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from conftest import git, make_tarball, write_fake_kernel
+from lxml import etree
+
+import pipeline
+from pipeline import cache as cache_mod
+from pipeline.cli import main
+from pipeline.errors import StageFailed
+
+XSD = Path(__file__).parent / "fixtures" / "junit.xsd"
+
+
+@dataclass
+class BootSettings:
+    memory: str = "1G"
+    smp: int = 2
+    accel: str = "auto"
+    boot_timeout: float = 120.0
+    test_timeout: float = 300.0
+    total_timeout: float = 1800.0
+    kernel_args: list = field(default_factory=list)
+    qemu_args: list = field(default_factory=list)
+
+
+@dataclass
+class GuestTest:
+    nodeid: str
+    outcome: str
+    duration: float
+    message: str = ""
+    details: str = ""
+    kernel_log: str = ""
+
+
+@dataclass
+class BootResult:
+    booted: bool
+    completed: bool
+    accel: str
+    qemu_version: str
+    duration: float
+    failure: str = ""
+    console_tail: str = ""
+    tests: list = field(default_factory=list)
+    splats: list = field(default_factory=list)
+    command: list = field(default_factory=list)
+
+
+class FakeBoot:
+    """Records calls; `behaviour` decides the result."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.probes = 0
+        self.behaviour = "pass"
+
+    def module(self) -> types.ModuleType:
+        mod = types.ModuleType("pipeline.boot")
+        mod.BootSettings, mod.GuestTest, mod.BootResult = BootSettings, GuestTest, BootResult
+        mod.run_guest, mod.probe_accel = self.run_guest, self.probe_accel
+        return mod
+
+    def probe_accel(self, kernel, settings, log=print):
+        self.probes += 1
+        return "tcg"
+
+    def run_guest(self, kernel, test_paths, out_dir, settings, python, log=print):
+        self.calls.append((kernel, test_paths, out_dir, settings, python))
+        (out_dir / "console.log").write_text("console\n")
+        cmd = ["qemu-system-x86_64", "-kernel", str(kernel)]
+        ok = [GuestTest("test_cg.py::test_mount", "passed", 0.1, kernel_log="[ 1.0] mounted")]
+        if self.behaviour == "pass":
+            return BootResult(True, True, settings.accel, "7.2.0", 3.0, tests=ok, command=cmd)
+        if self.behaviour == "testfail":
+            return BootResult(True, True, settings.accel, "7.2.0", 3.0, command=cmd, tests=ok + [
+                GuestTest("test_cg.py::test_pool", "failed", 0.2, "WARNING: at x.c:1",
+                          "WARNING: at x.c:1\n trace", "[ 2.0] WARNING: at x.c:1")])
+        if self.behaviour == "panic":
+            return BootResult(True, False, settings.accel, "7.2.0", 3.0, command=cmd,
+                              failure="Kernel panic - not syncing: Fatal exception",
+                              console_tail="...\nKernel panic - not syncing: Fatal exception",
+                              tests=ok + [GuestTest("test_cg.py::test_pool", "error", 0.0,
+                                                    "did not run: kernel panic")])
+        if self.behaviour == "crash":
+            raise RuntimeError("bug in the boot code")
+        if self.behaviour == "sigterm":
+            os.kill(os.getpid(), signal.SIGTERM)
+            threading.Event().wait(5)
+        raise AssertionError(self.behaviour)
+
+
+@pytest.fixture
+def fake_boot(monkeypatch):
+    fake = FakeBoot()
+    mod = fake.module()
+    monkeypatch.setitem(sys.modules, "pipeline.boot", mod)
+    monkeypatch.setattr(pipeline, "boot", mod, raising=False)
+    return fake
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A fake kernel tarball, a two-patch series for it, fragments, guest tests, a job."""
+    parent = tmp_path / "srcparent"
+    src = write_fake_kernel(parent / "linux-fake")
+    tarball = make_tarball(parent, "linux-fake", tmp_path / "linux-fake.tar.gz")
+    git(src, "init", "-q")
+    git(src, "add", "-A", "-f")
+    git(src, "commit", "-q", "-m", "base")
+    (src / "kernel" / "fork.c").write_text("int fork = 1;\n")
+    git(src, "commit", "-q", "-am", "fork: one")
+    (src / "kernel" / "pool.c").write_text("int pool;\n")
+    git(src, "add", "-f", "kernel/pool.c")
+    git(src, "commit", "-q", "-m", "cgroup: add pool")
+    series = tmp_path / "series"
+    git(src, "format-patch", "-q", "-o", str(series), "HEAD~2")
+    (series / "series.yaml").write_text("name: pool\nbase: ['6.1']\n")
+    (tmp_path / "good.config").write_text("CONFIG_64BIT=y\nCONFIG_INET=y\nCONFIG_9P_FS=y\n")
+    (tmp_path / "debug.config").write_text("CONFIG_NR_CPUS=4\n")
+    (tmp_path / "guest-tests").mkdir()
+    (tmp_path / "job.yaml").write_text(f"""\
+tree: {tarball}
+series: series
+kconfig: [good.config]
+tests: [guest-tests]
+variants:
+  - name: baseline
+    series: false
+  - name: patched
+  - name: debug
+    kconfig_extra: [debug.config]
+    timeout_scale: 4
+timeouts: {{boot: 10, test: 20, total: 100}}
+cache_dir: cache
+out: out
+""")
+    return tmp_path
+
+
+def run(project: Path, *flags: str) -> tuple[int, dict, etree._ElementTree]:
+    code = main(["run", "--job", str(project / "job.yaml"), *flags])
+    out = project / "out"
+    schema = etree.XMLSchema(etree.parse(str(XSD)))
+    doc = etree.parse(str(out / "junit.xml"))
+    schema.assertValid(doc)
+    return code, json.loads((out / "summary.json").read_text()), doc
+
+
+def suites(doc) -> dict[str, str]:
+    """suite name -> worst status in it"""
+    result = {}
+    for suite in doc.getroot().iter("testsuite"):
+        status = "passed"
+        for kind in ("skipped", "failure", "error"):
+            if suite.find(f"testcase/{kind}") is not None:
+                status = kind
+        result[suite.get("name")] = status
+    return result
+
+
+def test_all_variants_pass(project, fake_boot):
+    code, summary, doc = run(project)
+    assert code == 0, summary
+    assert suites(doc) == {f"{v}.{s}": "passed" for v, stages in [
+        ("baseline", ["configure", "build", "boot", "guest"]),
+        ("patched", ["apply", "configure", "build", "boot", "guest"]),
+        ("debug", ["apply", "configure", "build", "boot", "guest"])] for s in stages}
+    assert fake_boot.probes == 1                     # KVM probe once per run
+    settings = {c[2].name: c[3] for c in fake_boot.calls}
+    assert settings["debug"].boot_timeout == 40 and settings["debug"].total_timeout == 400
+    assert settings["baseline"].boot_timeout == 10 and settings["baseline"].accel == "tcg"
+    assert fake_boot.calls[0][1] == [project / "guest-tests"]
+    for variant in ("baseline", "patched", "debug"):
+        out = project / "out" / variant
+        assert (out / "bzImage").is_file() and (out / "build.log").is_file()
+        assert (out / "config").is_file() and (out / "console.log").is_file()
+    apply = next(s for s in doc.getroot().iter("testsuite") if s.get("name") == "patched.apply")
+    assert [c.get("name") for c in apply.iter("testcase")] == ["0001 fork: one",
+                                                              "0002 cgroup: add pool"]
+    props = {p.get("name"): p.get("value") for p in apply.iter("property")}
+    assert props["tree_version"] == "6.1.99" and props["series"].startswith("pool (")
+    assert len(props["config_hash"]) == 64 and props["accel"] == "tcg"
+    assert props["qemu_version"] == "7.2.0"
+    # warm run: everything reused, same result
+    code, _, _ = run(project, "--variant", "patched")
+    assert code == 0
+
+
+def test_dropped_option_fails_configure_only_for_that_run(project, fake_boot):
+    (project / "bad.config").write_text("CONFIG_9P_FS=y\n# CONFIG_INET is not set\n")
+    code, summary, _doc = run(project, "--kconfig", str(project / "bad.config"),
+                             "--variant", "baseline")
+    assert code == 3
+    stages = summary["variants"][0]["stages"]
+    assert [(s["stage"], s["status"]) for s in stages] == [
+        ("configure", "failed"), ("build", "skipped"), ("boot", "skipped"),
+        ("guest", "skipped")]
+    assert "CONFIG_9P_FS (from bad.config)" in stages[0]["message"]
+    assert fake_boot.calls == []
+
+
+def test_build_error_is_reported_and_other_variants_go_on(project, fake_boot):
+    patch = min((project / "series").glob("0002-*"))
+    patch.write_text(patch.read_text().replace("+int pool;", "+#error pool is broken"))
+    code, summary, doc = run(project, "--variant", "patched", "--variant", "baseline")
+    assert code == 3
+    by_name = {v["name"]: v for v in summary["variants"]}
+    assert by_name["baseline"]["exit_code"] == 0
+    build = next(s for s in by_name["patched"]["stages"] if s["stage"] == "build")
+    assert build["status"] == "failed"
+    assert "kernel/pool.c:1:2: error: pool is broken" in build["message"]
+    failure = doc.xpath("//testsuite[@name='patched.build']/testcase/failure")[0]
+    assert "kernel/pool.c:1:2: error: pool is broken" in failure.text
+
+
+def test_conflicting_patch(project, fake_boot):
+    patch = min((project / "series").glob("0001-*"))
+    patch.write_text(patch.read_text().replace("-int fork;", "-int spoon;"))
+    code, _summary, doc = run(project, "--variant", "patched")
+    assert code == 3
+    cases = doc.xpath("//testsuite[@name='patched.apply']/testcase")
+    assert cases[0].find("failure").get("message").startswith("patch 0001-fork-one.patch does "
+                                                              "not apply; conflicts in "
+                                                              "kernel/fork.c")
+    assert cases[1].find("skipped") is not None
+    assert suites(doc)["patched.build"] == "skipped"
+
+
+def test_guest_test_failure_exit_1(project, fake_boot):
+    fake_boot.behaviour = "testfail"
+    code, _summary, doc = run(project, "--variant", "baseline")
+    assert code == 1
+    failure = doc.xpath("//testcase[@name='test_pool']/failure")[0]
+    assert failure.get("message") == "WARNING: at x.c:1"
+    assert doc.xpath("//testcase[@name='test_pool']")[0].get("classname") == \
+        "baseline.guest.test_cg"
+    assert "[ 2.0] WARNING" in doc.xpath("//testcase[@name='test_pool']/system-out")[0].text
+
+
+def test_panic_exit_3_with_console_tail(project, fake_boot):
+    fake_boot.behaviour = "panic"
+    code, _summary, doc = run(project, "--variant", "baseline")
+    assert code == 3
+    failure = doc.xpath("//testcase[@name='test session completes']/failure")[0]
+    assert "Kernel panic" in failure.get("message") and "Kernel panic" in failure.text
+    assert doc.xpath("//testcase[@name='test_pool']/error")
+
+
+def test_unexpected_exception_still_gives_junit(project, fake_boot):
+    fake_boot.behaviour = "crash"
+    code, _summary, doc = run(project, "--variant", "baseline")
+    assert code == 3
+    error = doc.xpath("//testsuite[@name='baseline.boot']/testcase/error")[0]
+    assert error.get("message") == "internal error: RuntimeError: bug in the boot code"
+    assert "Traceback" in error.text
+
+
+def test_sigterm_writes_partial_report(project, fake_boot):
+    fake_boot.behaviour = "sigterm"
+    code, summary, doc = run(project)
+    assert code == 3 and summary["interrupted"] == "SIGTERM"
+    assert suites(doc)["baseline.boot"] == "error"
+    assert suites(doc)["baseline.guest"] == "skipped"
+    assert suites(doc)["patched.apply"] == "skipped"
+    error = doc.xpath("//testsuite[@name='baseline.boot']/testcase/error")[0]
+    assert error.get("message") == "interrupted by SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_sigterm_during_build_kills_make_then_rerun_passes(project, fake_boot, monkeypatch):
+    pidfile = project / "build.pid"
+    monkeypatch.setenv("FAKE_BUILD_PIDFILE", str(pidfile))
+    monkeypatch.setenv("FAKE_BUILD_SLEEP", "60")
+
+    def stop_when_building() -> None:
+        for _ in range(200):
+            if pidfile.exists() and pidfile.read_text():
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            threading.Event().wait(0.05)
+
+    threading.Thread(target=stop_when_building, daemon=True).start()
+    code, summary, doc = run(project, "--variant", "patched")
+    assert code == 3 and summary["interrupted"] == "SIGTERM"
+    assert suites(doc)["patched.build"] == "error"
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pidfile.read_text()), 0)
+    monkeypatch.delenv("FAKE_BUILD_PIDFILE")
+    code, summary, doc = run(project, "--variant", "patched")
+    assert code == 0, summary
+
+
+def test_series_without_matching_base_is_bad_input(project, fake_boot):
+    (project / "series" / "series.yaml").write_text("name: pool\nbase: ['5.10']\n")
+    code, summary, _doc = run(project)
+    assert code == 2
+    assert "no variant for kernel 6.1.99" in summary["bad_input"]
+
+
+def test_bad_job_exit_2_before_work(project, fake_boot, capsys):
+    (project / "job.yaml").write_text((project / "job.yaml").read_text() + "surprise: 1\n")
+    assert main(["run", "--job", str(project / "job.yaml")]) == 2
+    assert "surprise: unknown key" in capsys.readouterr().out
+    assert not (project / "cache").exists()
+
+
+def test_lock_wait_says_what_it_waits_for(tmp_path):
+    import fcntl
+    cache = cache_mod.Cache(tmp_path)
+    path = cache.dir("locks") / "tree-x.lock"
+    lines: list[str] = []
+    with open(path, "a+") as holder:
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(StageFailed, match="gave up"), \
+                cache.lock("tree-x", "tree debian:6.1", lines.append, timeout=0.3, poll=0.05):
+            pass
+    assert "waiting for another pipeline run to finish with tree debian:6.1" in lines[0]
+    with cache.lock("tree-x", "tree debian:6.1", lines.append):
+        pass
