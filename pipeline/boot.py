@@ -109,7 +109,24 @@ def _request(share: Path, tests: list[Path], python: Path) -> None:
         "tests": [str(Path(t).resolve()) for t in tests]}, indent=1))
 
 
-def _merge(track: ConsoleTrack, share: Path, failure: str) -> list[GuestTest]:
+def host_collect(python: Path, tests: list[Path], timeout: float = 120.0) -> list[str]:
+    """Node ids of the guest tests, collected on the host before the boot (same interpreter,
+    same paths, so the same ids), so that tests a dead guest never reached still show up."""
+    import subprocess
+
+    argv = [str(python), "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+            *[str(Path(t).resolve()) for t in tests]]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                             cwd="/", env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+                             check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in out.splitlines() if "::" in line and " " not in line]
+
+
+def _merge(track: ConsoleTrack, share: Path, failure: str,
+           expected: list[str] | None = None) -> list[GuestTest]:
     """Every collected test once: the results file's verdict, a splat in its slice of the
     console, or an error saying it never finished or never ran."""
     results = {}
@@ -125,7 +142,7 @@ def _merge(track: ConsoleTrack, share: Path, failure: str) -> list[GuestTest]:
                                "message": f"collection failed: {nodeid}",
                                "details": str(ev.fields.get("details", ""))}
             collected.append(nodeid)
-    for nodeid in list(track.tests) + list(results):
+    for nodeid in list(track.tests) + list(results) + list(expected or []):
         if nodeid not in collected:
             collected.append(nodeid)
     tests = []
@@ -167,6 +184,7 @@ def run_guest(kernel: Path, test_paths: list[Path], out_dir: Path, settings: Boo
     shutil.rmtree(share, ignore_errors=True)
     share.mkdir()
     _request(share, test_paths, python)
+    expected = host_collect(python, test_paths)
     argv = guest_argv(machine, binary, kernel, accel=accel, memory=settings.memory,
                       smp=settings.smp, init=str(INIT), out_share=share,
                       kernel_args=settings.kernel_args, qemu_args=settings.qemu_args)
@@ -184,7 +202,6 @@ def run_guest(kernel: Path, test_paths: list[Path], out_dir: Path, settings: Boo
             while True:
                 now = time.monotonic()
                 if panic_at is not None and now - panic_at > PANIC_GRACE:
-                    failure = "kernel panic"
                     break
                 if not track.ready and now - start > settings.boot_timeout:
                     failure = (f"boot timeout: no test runner after {settings.boot_timeout:.0f} s"
@@ -211,6 +228,7 @@ def run_guest(kernel: Path, test_paths: list[Path], out_dir: Path, settings: Boo
                     test_started = time.monotonic()
                 if panic_at is None and console_mod.is_panic(line):
                     panic_at = time.monotonic()
+                    failure = "kernel panic: " + console_mod.clean(line)
     finally:
         _stop(child)
     result.duration = time.monotonic() - start
@@ -225,7 +243,7 @@ def run_guest(kernel: Path, test_paths: list[Path], out_dir: Path, settings: Boo
     result.completed = track.done and not failure
     result.failure = failure
     result.console_tail = "\n".join(console_mod.clean(x) for x in lines[-TAIL_LINES:])
-    result.tests = _merge(track, share, failure)
+    result.tests = _merge(track, share, failure, expected)
     result.splats = [s.text for s in console_mod.find_splats(track.outside, _MARK_RE)]
     log(f"  guest: {'completed' if result.completed else 'FAILED: ' + failure} in "
         f"{result.duration:.1f} s ({accel}); {len(result.tests)} tests")
