@@ -368,8 +368,13 @@ def run_bench(kernels: list[tuple[str, Path]], params: BenchParams, machine: Mac
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmark concurrent cgroup creation, pool vs no pool")
-    p.add_argument("--baseline-kernel", type=Path, required=True, metavar="BZIMAGE")
-    p.add_argument("--patched-kernel", type=Path, required=True, metavar="BZIMAGE")
+    p.add_argument("--baseline-kernel", type=Path, metavar="BZIMAGE",
+                   help="a built baseline kernel (default: build the job's baseline variant)")
+    p.add_argument("--patched-kernel", type=Path, metavar="BZIMAGE",
+                   help="a built patched kernel (default: build the job's patched variant)")
+    p.add_argument("--job", type=Path, metavar="FILE",
+                   help="job whose baseline and patched variants are built (default job)")
+    p.add_argument("--tree", metavar="SPEC", help="tree of those builds (default debian:6.1)")
     p.add_argument("--out", type=Path, default=Path("out/bench"), metavar="DIR")
     d = BenchParams()
     p.add_argument("--n", type=int, default=d.n, help="concurrent creators (default %(default)s)")
@@ -394,12 +399,32 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def _build_kernels(args: argparse.Namespace, log: Log) -> int:
+    """Build the job's baseline and patched variants (same config) for the kernels not
+    given on the command line; fills args.*_kernel."""
+    from .job import Overrides, apply_overrides, load_job
+    from .runner import run_job
+
+    out = args.out / "build"
+    job = apply_overrides(load_job(args.job), Overrides(
+        tree=args.tree, out=str(out), variants=["baseline", "patched"]))
+    code = run_job(job, log, build_only=True)
+    if code == 0:
+        args.baseline_kernel = args.baseline_kernel or out / "baseline" / "bzImage"
+        args.patched_kernel = args.patched_kernel or out / "patched" / "bzImage"
+    return code
+
+
 def cmd_bench(args: argparse.Namespace, log: Log) -> int:
     params = BenchParams(n=args.n, reps=args.reps, load=args.load, period_ms=args.period_ms,
                          pool_small=args.pool_small, ops=args.ops, workers=args.workers,
                          controller=args.controller, supply_delay_ms=args.supply_delay_ms,
                          timeout=args.timeout)
     machine = Machine(memory=args.memory, smp=args.smp, accel=args.accel)
+    if args.baseline_kernel is None or args.patched_kernel is None:
+        code = _build_kernels(args, log)
+        if code != 0:
+            return code
     report = run_bench([("baseline", args.baseline_kernel), ("patched", args.patched_kernel)],
                        params, machine, args.out, args.python, log)
     failing = [s for s in report["scenarios"] if s["problems"]]

@@ -8,6 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from . import bench
 from .errors import PipelineError
 from .job import ACCELS, Overrides, apply_overrides, load_job
 from .log import Log
@@ -54,6 +55,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="pipeline", description=__doc__, epilog=EPILOG)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _run_parser(sub)
+    bench.add_parser(sub)
     return top
 
 

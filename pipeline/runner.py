@@ -67,10 +67,12 @@ class _Run:
     report: RunReport
     accel: str | None = None                  # result of the KVM probe, once per run
     current: tuple[VariantReport, str, float] | None = None   # stage now running
+    build_only: bool = False                  # stop after the build (pipeline bench)
 
 
-def _planned(uses_series: bool) -> list[str]:
-    return (["apply"] if uses_series else []) + ["configure", "build", "boot", "guest"]
+def _planned(uses_series: bool, build_only: bool = False) -> list[str]:
+    return (["apply"] if uses_series else []) + ["configure", "build"] + (
+        [] if build_only else ["boot", "guest"])
 
 
 def _case_from_error(name: str, exc: PipelineError, duration: float) -> Case:
@@ -278,7 +280,7 @@ def _run_variant(run: _Run, variant: Variant, tree: Tree,
         "fragments": ", ".join(str(p) for p in run.job.kconfig + variant.kconfig_extra),
         "accel": run.accel or run.job.qemu.accel, "qemu_version": "", "config_hash": ""})
     run.report.variants.append(vr)
-    planned = _planned(uses_series)
+    planned = _planned(uses_series, run.build_only)
     out = run.job.out / variant.name
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -296,7 +298,8 @@ def _run_variant(run: _Run, variant: Variant, tree: Tree,
                 src = _apply_stage(run, vr, tree, series)
             config = _configure_stage(run, vr, variant, tree, src, src_key, out)
             kernel = _build_stage(run, vr, src, src_key, config, out)
-        _boot_stages(run, vr, variant, kernel, out)
+        if not run.build_only:
+            _boot_stages(run, vr, variant, kernel, out)
     except _StopVariant as stop:
         _fill_skipped(vr, planned, f"not run: {stop}")
 
@@ -321,11 +324,12 @@ def _report_early_failure(run: _Run, variants: list[Variant], uses: dict[str, bo
         run.report.variants.append(vr)
 
 
-def run_job(job: Job, log: Log | None = None) -> int:
-    """Run every variant of `job`; returns the exit code (see pipeline.results)."""
+def run_job(job: Job, log: Log | None = None, build_only: bool = False) -> int:
+    """Run every variant of `job`; returns the exit code (see pipeline.results).
+    `build_only` stops each variant after its build (OUT/<variant>/bzImage)."""
     log = log or Log()
     cache = Cache(job.cache_dir or default_cache_root())
-    run = _Run(job, cache, log, RunReport())
+    run = _Run(job, cache, log, RunReport(), build_only=build_only)
     start = time.monotonic()
     signals = _Signals()
     uses = {v.name: bool(v.series and job.series) for v in job.variants}
