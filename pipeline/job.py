@@ -50,6 +50,14 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class KselftestSettings:
+    enabled: bool = False
+    targets: list[str] = field(default_factory=lambda: ["cgroup"])   # tools/testing/selftests/*
+    variants: list[str] = field(default_factory=lambda: ["baseline", "patched"])
+    timeout_scale: float = 3.0      # kselftest's own per-test timeouts are sized for hardware
+
+
+@dataclass(frozen=True)
 class Job:
     source: Path                            # the job file (for messages)
     tree: str                               # normalised spec: debian:X.Y, URL, absolute path[@rev]
@@ -62,6 +70,7 @@ class Job:
     timeouts: Timeouts = field(default_factory=Timeouts)
     out: Path = field(default_factory=lambda: Path.cwd() / "out")
     cache_dir: Path | None = None
+    kselftest: KselftestSettings = field(default_factory=KselftestSettings)
     tree_sha256: str | None = None
 
 
@@ -173,10 +182,11 @@ def _type(value: Any) -> str:
 
 
 _TOP_KEYS = {"tree", "series", "base_config", "kconfig", "tests", "variants", "qemu", "timeouts",
-             "out", "cache_dir", "tree_sha256"}
+             "out", "cache_dir", "tree_sha256", "kselftest"}
 _VARIANT_KEYS = {"name", "series", "kconfig_extra", "timeout_scale"}
 _QEMU_KEYS = {"memory", "smp", "accel", "kernel_args", "qemu_args"}
 _TIMEOUT_KEYS = {"build", "boot", "test", "total"}
+_KSELFTEST_KEYS = {"enabled", "targets", "variants", "timeout_scale"}
 
 
 def normalize_tree_spec(spec: str, base: Path) -> str:
@@ -288,6 +298,18 @@ def load_job(path: Path | None = None) -> Job:
     timeouts = Timeouts(**{k: check.number(raw_t.get(k, getattr(dt, k)), f"timeouts.{k}")
                            for k in _TIMEOUT_KEYS})
 
+    raw_k = check.mapping(top.get("kselftest"), "kselftest", _KSELFTEST_KEYS)
+    dk = KselftestSettings()
+    kselftest = KselftestSettings(
+        enabled=check.boolean(raw_k.get("enabled", dk.enabled), "kselftest.enabled"),
+        targets=check.strings(raw_k.get("targets", dk.targets), "kselftest.targets"),
+        variants=check.strings(raw_k.get("variants", dk.variants), "kselftest.variants"),
+        timeout_scale=check.number(raw_k.get("timeout_scale", dk.timeout_scale),
+                                   "kselftest.timeout_scale"))
+    for i, name in enumerate(kselftest.variants if "variants" in raw_k else []):
+        if not any(v.name == name for v in variants):
+            raise check.fail(f"kselftest.variants[{i}]", f"no variant named {name!r}")
+
     out_raw = check.opt_string(top.get("out"), "out")
     cache_raw = check.opt_string(top.get("cache_dir"), "cache_dir")
     sha = check.opt_string(top.get("tree_sha256"), "tree_sha256")
@@ -302,7 +324,7 @@ def load_job(path: Path | None = None) -> Job:
         kconfig=kconfig, tests=tests, variants=variants, qemu=qemu, timeouts=timeouts,
         out=(base / out_raw).resolve() if out_raw else Path.cwd() / "out",
         cache_dir=(base / cache_raw).resolve() if cache_raw else None,
-        tree_sha256=sha)
+        tree_sha256=sha, kselftest=kselftest)
 
 
 @dataclass(frozen=True)

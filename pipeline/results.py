@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
-STAGES = ("apply", "configure", "build", "boot", "guest")
+STAGES = ("apply", "configure", "build", "boot", "guest", "kselftest-build", "kselftest")
 EXIT_OK, EXIT_TEST_FAILED, EXIT_BAD_INPUT, EXIT_STAGE_FAILED = 0, 1, 2, 3
 
 
@@ -50,6 +50,8 @@ class VariantReport:
         test failed, 0 otherwise."""
         code = EXIT_OK
         for stage in self.stages:
+            if stage.name == "kselftest":
+                continue  # judged baseline vs patched: RunReport.kselftest_regressions
             if stage.name == "guest":
                 if stage.status in (FAILED, ERROR):
                     code = max(code, EXIT_TEST_FAILED)
@@ -64,6 +66,7 @@ class RunReport:
     interrupted: str = ""         # signal name when the run was stopped
     bad_input: str = ""           # message when bad input stopped the run after it started
     duration: float = 0.0
+    kselftest_regressions: int = 0   # subtests that pass on baseline and fail on patched
 
     def exit_code(self) -> int:
         if self.bad_input:
@@ -71,6 +74,8 @@ class RunReport:
         if self.interrupted:
             return EXIT_STAGE_FAILED
         codes = [v.exit_code() for v in self.variants]
+        if self.kselftest_regressions:
+            codes.append(EXIT_TEST_FAILED)
         if EXIT_STAGE_FAILED in codes:
             return EXIT_STAGE_FAILED
         return max(codes, default=EXIT_OK)

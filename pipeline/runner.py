@@ -68,6 +68,7 @@ class _Run:
     accel: str | None = None                  # result of the KVM probe, once per run
     current: tuple[VariantReport, str, float] | None = None   # stage now running
     build_only: bool = False                  # stop after the build (pipeline bench)
+    kselftest: dict[str, list] = field(default_factory=dict)  # variant -> selftest results
 
 
 def _planned(uses_series: bool, build_only: bool = False) -> list[str]:
@@ -197,6 +198,62 @@ def _build_stage(run: _Run, vr: VariantReport, src: Path, src_key: str,
     return out / "bzImage"
 
 
+def _boot_settings(run: _Run, variant: Variant, boot):  # boot: the late-imported module
+    job = run.job
+    scale = variant.timeout_scale
+    return boot.BootSettings(
+        memory=job.qemu.memory, smp=job.qemu.smp, accel=run.accel or job.qemu.accel,
+        boot_timeout=job.timeouts.boot * scale, test_timeout=job.timeouts.test * scale,
+        total_timeout=job.timeouts.total * scale, kernel_args=list(job.qemu.kernel_args),
+        qemu_args=list(job.qemu.qemu_args))
+
+
+def _kselftest_stages(run: _Run, vr: VariantReport, variant: Variant, src: Path, src_key: str,
+                      kernel: Path, out: Path) -> None:
+    """Build the tree's selftests and run them in a fresh boot of `kernel`; the results are
+    judged against the baseline in _kselftest_report() once every variant ran."""
+    from . import boot, kselftest
+
+    ks = run.job.kselftest
+    try:
+        with _stage(run, vr, "kselftest-build") as stage:
+            build = kselftest.build_selftests(src, run.cache.dir("kselftest") / src_key,
+                                              list(ks.targets), run.log)
+            stage.cases.append(Case(f"build {', '.join(ks.targets)}", PASSED,
+                                    message=f"{len(build.tests)} programs"))
+    except _StopVariant:
+        return
+    settings = _boot_settings(run, variant, boot)
+    phase = kselftest.run_phase(kernel, build, out / "kselftest", settings,
+                                Path(sys.executable), run.log,
+                                timeout_scale=variant.timeout_scale * run.job.kselftest.timeout_scale)
+    run.kselftest[variant.name] = phase.results
+
+
+def _kselftest_report(run: _Run) -> None:
+    """JUnit cases for every selftest subtest, and the baseline vs patched verdicts."""
+    from . import regress
+
+    if not run.kselftest:
+        return
+    base = run.kselftest.get("baseline", [])
+    for vr in run.report.variants:
+        results = run.kselftest.get(vr.name)
+        if results is None:
+            continue
+        comp = regress.compare(base, results)
+        if vr.name != "baseline" and "baseline" in run.kselftest:
+            path = regress.write_markdown(comp, run.job.out / vr.name)
+            run.report.kselftest_regressions += len(comp.regressions)
+            run.log(f"kselftest {vr.name} vs baseline: {comp.counts()}; table {path}")
+        side = "baseline" if vr.name == "baseline" else "patched"
+        stage = Stage("kselftest")
+        for classname, r in regress.junit_rows(comp, side, vr.name):
+            stage.cases.append(Case(r.key, r.status, r.duration, r.message, r.details,
+                                    classname=classname))
+        vr.stages.append(stage)
+
+
 def _boot_stages(run: _Run, vr: VariantReport, variant: Variant, kernel: Path,
                  out: Path) -> None:
     try:
@@ -207,12 +264,7 @@ def _boot_stages(run: _Run, vr: VariantReport, variant: Variant, kernel: Path,
         return
 
     job = run.job
-    scale = variant.timeout_scale
-    settings = boot.BootSettings(
-        memory=job.qemu.memory, smp=job.qemu.smp, accel=run.accel or job.qemu.accel,
-        boot_timeout=job.timeouts.boot * scale, test_timeout=job.timeouts.test * scale,
-        total_timeout=job.timeouts.total * scale, kernel_args=list(job.qemu.kernel_args),
-        qemu_args=list(job.qemu.qemu_args))
+    settings = _boot_settings(run, variant, boot)
     result = None
     try:
         with _stage(run, vr, "boot") as stage:
@@ -300,6 +352,8 @@ def _run_variant(run: _Run, variant: Variant, tree: Tree,
             kernel = _build_stage(run, vr, src, src_key, config, out)
         if not run.build_only:
             _boot_stages(run, vr, variant, kernel, out)
+            if run.job.kselftest.enabled and variant.name in run.job.kselftest.variants:
+                _kselftest_stages(run, vr, variant, src, src_key, kernel, out)
     except _StopVariant as stop:
         _fill_skipped(vr, planned, f"not run: {stop}")
 
@@ -387,6 +441,7 @@ def _record_interrupt(run: _Run, name: str, uses: dict[str, bool]) -> None:
 
 
 def _finish(run: _Run, start: float) -> int:
+    _kselftest_report(run)
     _write_reports(run, start)
     code = run.report.exit_code()
     for vr in run.report.variants:

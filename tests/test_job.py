@@ -126,3 +126,14 @@ def test_tree_spec_forms(tmp_path):
         f"{tmp_path / 'repo'}@v6.1"
     with pytest.raises(BadInput, match="debian:MAJOR.MINOR"):
         apply_overrides(job, Overrides(tree="debian:six"), cwd=tmp_path)
+
+
+def test_kselftest_section_is_validated(tmp_path):
+    job = tmp_path / "job.yaml"
+    job.write_text("tree: debian:6.1\nvariants: [{name: a}]\n"
+                   "kselftest: {enabled: true, variants: [b]}\n")
+    with pytest.raises(BadInput, match=r"kselftest.variants\[0\]: no variant named 'b'"):
+        load_job(job)
+    job.write_text("tree: debian:6.1\nkselftest: {enabled: yes-please}\n")
+    with pytest.raises(BadInput, match="kselftest.enabled: must be true or false"):
+        load_job(job)
