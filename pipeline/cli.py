@@ -36,6 +36,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--accel", choices=ACCELS, help="QEMU accelerator (auto probes KVM)")
     p.add_argument("--variant", action="append", default=[], metavar="NAME",
                    help="run only this variant of the job (repeatable)")
+    p.add_argument("--kselftest", action=argparse.BooleanOptionalAction, default=None,
+                   help="run (or not) the kernel's selftests named in the job's kselftest section")
     p.add_argument("--cache-dir", metavar="DIR",
                    help="cache folder (default: $KERNEL_PIPELINE_CACHE or "
                         "~/.cache/kernel-pipeline)")
@@ -47,7 +49,7 @@ def _cmd_run(args: argparse.Namespace, log: Log) -> int:
     job = apply_overrides(job, Overrides(
         tree=args.tree, series=args.series, kconfig=args.kconfig, tests=args.tests,
         out=args.out, accel=args.accel, variants=args.variant, cache_dir=args.cache_dir,
-        tree_sha256=args.tree_sha256))
+        tree_sha256=args.tree_sha256, kselftest=args.kselftest))
     return run_job(job, log)
 
 

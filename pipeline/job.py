@@ -340,6 +340,7 @@ class Overrides:
     variants: list[str] = field(default_factory=list)   # run only these
     cache_dir: str | None = None
     tree_sha256: str | None = None
+    kselftest: bool | None = None                       # --kselftest / --no-kselftest
 
 
 def apply_overrides(job: Job, flags: Overrides, cwd: Path | None = None) -> Job:
@@ -391,6 +392,8 @@ def apply_overrides(job: Job, flags: Overrides, cwd: Path | None = None) -> Job:
                 raise BadInput(f"--variant {name}: {job.source} has no such variant "
                                f"(there are: {', '.join(known)})")
         changes["variants"] = [v for v in job.variants if v.name in flags.variants]
+    if flags.kselftest is not None:
+        changes["kselftest"] = replace(job.kselftest, enabled=flags.kselftest)
     merged = replace(job, **changes)
     if not merged.tree:
         raise BadInput(f"{job.source}: no tree (set `tree:` in the job or pass --tree SPEC)")
