@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from . import bench
+from . import bench, checkseries, intake, matrix, rebase
 from .errors import PipelineError
 from .job import ACCELS, Overrides, apply_overrides, load_job
 from .log import Log
@@ -58,6 +58,10 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _run_parser(sub)
     bench.add_parser(sub)
+    intake.register(sub)        # pipeline series import
+    matrix.register(sub)
+    checkseries.register(sub)   # pipeline check-series
+    rebase.register(sub)
     return top
 
 

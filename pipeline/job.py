@@ -182,7 +182,7 @@ def _type(value: Any) -> str:
 
 
 _TOP_KEYS = {"tree", "series", "base_config", "kconfig", "tests", "variants", "qemu", "timeouts",
-             "out", "cache_dir", "tree_sha256", "kselftest"}
+             "out", "cache_dir", "tree_sha256", "kselftest", "matrix"}
 _VARIANT_KEYS = {"name", "series", "kconfig_extra", "timeout_scale"}
 _QEMU_KEYS = {"memory", "smp", "accel", "kernel_args", "qemu_args"}
 _TIMEOUT_KEYS = {"build", "boot", "test", "total"}

@@ -1,0 +1,94 @@
+"""`pipeline check-series` on a fake kernel tree: a patch that breaks the build in the middle
+is caught (and the one that fixes it passes), checkpatch findings become failed testcases."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from conftest import git, make_tarball, write_fake_kernel
+
+from pipeline.checkseries import check_series
+from pipeline.job import Job
+
+# Plays checkpatch.pl: an added line with BADSTYLE is an error.
+FAKE_CHECKPATCH = r"""#!/usr/bin/perl
+my $file = $ARGV[-1];
+open(my $fh, '<', $file) or die;
+my $errors = 0;
+while (<$fh>) { if (/^\+.*BADSTYLE/) { print "ERROR:BAD: bad style\n"; $errors++; } }
+print "total: $errors errors, 0 warnings, 3 lines checked\n";
+exit($errors ? 1 : 0);
+"""
+
+
+def make_tree_and_series(tmp_path: Path, steps: list[str]) -> tuple[Path, Path]:
+    """A tarball of the fake tree and a series folder whose patch N sets kernel/fork.c to
+    steps[N-1]."""
+    parent = tmp_path / "srcparent"
+    src = write_fake_kernel(parent / "linux-fake-6.1", gitignore=False)
+    (src / "scripts" / "checkpatch.pl").write_text(FAKE_CHECKPATCH)
+    tarball = make_tarball(parent, "linux-fake-6.1", tmp_path / "linux-fake-6.1.tar.gz")
+    git(src, "init", "-q")
+    git(src, "add", ".")
+    git(src, "commit", "-qm", "base")
+    for n, text in enumerate(steps, 1):
+        (src / "kernel" / "fork.c").write_text(text)
+        git(src, "commit", "-qam", f"fork: step {n}")
+    folder = tmp_path / "series"
+    git(src, "format-patch", "-q", "-o", str(folder), f"-{len(steps)}")
+    (folder / "series.yaml").write_text("name: steps\nbase: [\"6.1\"]\nlink: x\n")
+    return tarball, folder
+
+
+def job_for(tmp_path: Path, tarball: Path, folder: Path) -> Job:
+    frag = tmp_path / "frag.config"
+    frag.write_text("CONFIG_NR_CPUS=1\n")
+    return Job(source=tmp_path / "job.yaml", tree=str(tarball), series=str(folder),
+               kconfig=[frag], out=tmp_path / "out", cache_dir=tmp_path / "cache")
+
+
+def cases(junit: Path, suite: str) -> dict[str, str]:
+    root = ET.parse(junit).getroot()
+    found = {}
+    for s in root.iter("testsuite"):
+        if s.get("name") == suite:
+            for case in s.iter("testcase"):
+                status = "passed"
+                for tag in ("failure", "error", "skipped"):
+                    if case.find(tag) is not None:
+                        status = tag
+                found[case.get("name")] = status
+    return found
+
+
+def test_broken_middle_patch_is_caught(tmp_path):
+    tarball, folder = make_tree_and_series(tmp_path, [
+        "int fork = 1;\n", "int fork = 2;\n#error broken in the middle\n",
+        "int fork = 3; /* BADSTYLE */\n"])
+    lines: list[str] = []
+    code = check_series(job_for(tmp_path, tarball, folder), lines.append)
+    assert code == 3
+    junit = tmp_path / "out" / "junit.xml"
+    assert cases(junit, "check-series.build") == {
+        "0000 baseline (no patch)": "passed", "0001 fork: step 1": "passed",
+        "0002 fork: step 2": "failure", "0003 fork: step 3": "passed"}
+    assert cases(junit, "check-series.checkpatch") == {
+        "0001 fork: step 1": "passed", "0002 fork: step 2": "passed",
+        "0003 fork: step 3": "failure"}
+    text = junit.read_text()
+    assert "kernel/fork.c:2:2: error: broken in the middle" in text
+    summary = json.loads((tmp_path / "out" / "check-series.json").read_text())
+    assert summary["exit_code"] == 3
+    assert any("build broken at: 0002 fork: step 2" in line for line in lines)
+
+
+def test_clean_series_and_checkpatch_only_failure(tmp_path):
+    tarball, folder = make_tree_and_series(tmp_path, ["int fork = 1;\n",
+                                                      "int fork = 2; /* BADSTYLE */\n"])
+    job = job_for(tmp_path, tarball, folder)
+    assert check_series(job, lambda _: None, baseline=False) == 1
+    assert cases(job.out / "junit.xml", "check-series.build") == {
+        "0001 fork: step 1": "passed", "0002 fork: step 2": "passed"}
+    assert check_series(job, lambda _: None, checkpatch=False) == 0
