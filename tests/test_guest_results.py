@@ -65,3 +65,17 @@ def test_splat_during_a_passing_test_fails_it(tmp_path):
     (test,) = boot._merge(track, tmp_path, "")
     assert test.outcome == "failed"
     assert test.message.startswith("kernel warning: WARNING: CPU: 0")
+
+
+def test_guest_init_keeps_the_hosts_tmp_when_the_project_lives_there():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("guest_init", boot.INIT)
+    init = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(init)
+    ci = {"python": "/tmp/ci/.venv/bin/python", "plugin_dir": "/tmp/ci/pipeline/guest",
+          "tests": ["/tmp/ci/guest-tests"]}
+    home = {"python": "/work/p/.venv/bin/python", "plugin_dir": "/work/p/pipeline/guest",
+            "tests": ["/work/p/guest-tests", "/tmpfoo/t.py"]}
+    assert init.host_tmp_needed(ci)
+    assert not init.host_tmp_needed(home)

@@ -35,33 +35,53 @@ def mount(source: str, target: str, fstype: str, flags: int = 0, data: str = "")
             raise OSError(err, f"mount {fstype} on {target}: {os.strerror(err)}")
 
 
-def setup() -> None:
+def setup() -> dict:
+    """Mount what the tests need; return the host's request."""
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID)
-    for where in ("/tmp", "/run", "/sys/fs/cgroup", "/dev/shm"):
+    for where in ("/run", "/sys/fs/cgroup", "/dev/shm"):
         mount("tmpfs", where, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
     mount("out", OUT, "9p", 0, "trans=virtio,version=9p2000.L,cache=none")
+    with open(f"{OUT}/request.json") as f:
+        request = json.load(f)
+    return request
+
+
+def host_tmp_needed(request: dict) -> bool:
+    """Does the request use files under the host's /tmp (e.g. a CI clone there)?"""
+    needed = [request["python"], request["plugin_dir"], *request["tests"]]
+    return any(os.path.abspath(p) == "/tmp" or os.path.abspath(p).startswith("/tmp/")
+               for p in needed)
+
+
+def scratch_dir(request: dict) -> str:
+    """A writable tmpfs for TMPDIR: /tmp, unless a tmpfs there would hide the host files
+    the request needs; then /run/tmp."""
+    if host_tmp_needed(request):
+        os.makedirs("/run/tmp", mode=0o1777, exist_ok=True)
+        return "/run/tmp"
+    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    return "/tmp"
 
 
 def run_tests(request: dict) -> int:
+    tmp = scratch_dir(request)
     env = {
         "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONDONTWRITEBYTECODE": "1",
+        "HOME": tmp, "TMPDIR": tmp, "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONPATH": request["plugin_dir"], "PIPELINE_RESULTS": f"{OUT}/results.jsonl",
         "LANG": "C.UTF-8",
     }
     argv = [request["python"], "-m", "pytest", "-p", "no:cacheprovider",
             "-p", "pipeline_guest_plugin", "-v", "-rs", *request["tests"]]
     with open(f"{OUT}/pytest.log", "w") as log:
-        return subprocess.call(argv, env=env, cwd="/tmp", stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.call(argv, env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
 
 
 def main() -> None:
     try:
-        setup()
-        with open(f"{OUT}/request.json") as f:
-            request = json.load(f)
+        request = setup()
         say("ready", kernel=os.uname().release)
         rc = run_tests(request)
         say("done", exit=rc)

@@ -33,6 +33,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,8 @@ MANIFEST = "kselftest-manifest.json"
 DEFAULT_TIMEOUT = 45
 CGROUP2_MOUNTS = ("/sys/fs/cgroup/unified", "/run/kselftest-cgroup2")
 KILL_GRACE = 10.0  # seconds to collect output after killing a timed-out test
-WORK_DIR = Path("/tmp/kselftest")  # writable copy: tests create files in their cwd
+# writable copy: tests create files in their cwd (TMPDIR is the guest init's tmpfs)
+WORK_DIR = Path(tempfile.gettempdir()) / "kselftest"
 
 
 @dataclass
