@@ -1,9 +1,17 @@
-"""Helpers for the cgroup pool guest tests (stdlib only; runs inside the test guest).
+"""Helpers for the cgroup pool guest tests (stdlib only: this runs inside the test guest).
 
 A `Hierarchy` is a freshly mounted cgroup v1 hierarchy that is torn down completely
-afterwards: pools disabled, every cgroup removed, unmounted. Thorough teardown matters: a v1
-hierarchy that still has children survives umount and would be reused by the next mount
-with the same options.
+afterwards: pools disabled, every cgroup removed, unmounted, and checked gone. The last
+step matters: a v1 hierarchy that still has children (visible, hidden pool members, or
+removed ones not yet released) survives umount, and the next mount with the same options
+silently reuses it. Teardown therefore waits for the hierarchy to vanish from
+/proc/self/cgroup and fails the test if it does not.
+
+How a test tells the fast path from the slow path (see the pool semantics brief): a pool
+member's inode number (its kernfs id, allocated from a per-hierarchy counter that only
+grows) was allocated when the pool was filled, so a directory served from the pool has a
+smaller inode than a probe cgroup made after the fill, and a slow-path mkdir gets a larger
+one. A served directory also keeps its fill-time mode 0755 whatever mode mkdir asked for.
 """
 
 from __future__ import annotations
@@ -11,25 +19,31 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import stat
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
-libc = ctypes.CDLL(None, use_errno=True)
 NO_POOL = "kernel without the cgroup pool series: no pool_size file"
 SUPPLY_DELAY = "/proc/sys/kernel/cgroup_supply_delay_time"
+CGROUP_ROOT = "/sys/fs/cgroup"          # a tmpfs in the guest
+MEMBER_MODE = 0o755                     # mode of every pool member (fixed at fill time)
+ASKED_MODE = 0o700                      # what the tests ask for: tells the two paths apart
+
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def write(path: str, value: str) -> int:
-    """Write `value` to a cgroup file; 0 on success, else the errno."""
+    """Write `value` to a cgroup file in one write(2): 0 on success, else the errno."""
     try:
         fd = os.open(path, os.O_WRONLY)
     except OSError as exc:
-        return exc.errno
+        return exc.errno or -1
     try:
         os.write(fd, value.encode())
         return 0
     except OSError as exc:
-        return exc.errno
+        return exc.errno or -1
     finally:
         os.close(fd)
 
@@ -40,80 +54,162 @@ def read(path: str) -> str:
 
 
 def errname(code: int) -> str:
+    """'OK' for 0, else the errno's symbolic name (EPERM, EINVAL, ...)."""
     return errno.errorcode.get(code, str(code)) if code else "OK"
 
 
-@dataclass
-class Hierarchy:
-    options: str                   # mount options: "none,name=x" or a controller list
-    root: str
-    controller: str | None         # a controller of /proc/cgroups, or None for a named one
-    probes: int = 0
-    made: list[str] = field(default_factory=list)
-
-    @classmethod
-    def mount(cls, options: str, tag: str) -> Hierarchy:
-        root = f"/sys/fs/cgroup/pooltest-{tag}"
-        os.makedirs(root, exist_ok=True)
-        if libc.mount(b"cgroup", root.encode(), b"cgroup", 0, options.encode()) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"mount -t cgroup -o {options} {root}: {os.strerror(err)}")
-        controller = None if options.startswith("none,") else options.split(",")[0]
-        return cls(options, root, controller)
-
-    def path(self, *parts: str) -> str:
-        return os.path.join(self.root, *parts)
-
-    @property
-    def has_pool(self) -> bool:
-        return os.path.exists(self.path("pool_size"))
-
-    def mkdir(self, rel: str, mode: int = 0o755) -> str:
-        path = self.path(rel)
-        os.mkdir(path, mode)
-        return path
-
-    def probe(self) -> int:
-        """Inode number of a new cgroup made now (kernfs ids only grow): anything created
-        before it has a smaller one."""
-        self.probes += 1
-        return os.stat(self.mkdir(f"probe-{self.probes}")).st_ino
-
-    def num_cgroups(self) -> int:
-        """This hierarchy's cgroup count from /proc/cgroups (controller hierarchies only)."""
-        assert self.controller, "named hierarchies are not in /proc/cgroups"
-        for line in read("/proc/cgroups").splitlines()[1:]:
-            name, _hier, num, _enabled = line.split()
-            if name == self.controller:
-                return int(num)
-        raise AssertionError(f"{self.controller} not in /proc/cgroups")
-
-    def set_pool(self, rel: str, size: int) -> None:
-        code = write(self.path(rel, "pool_size"), str(size))
-        assert code == 0, f"pool_size {size} on {rel or '/'}: {errname(code)}"
-
-    def teardown(self) -> None:
-        # disable every pool first (a cgroup with a pool cannot be removed), then remove
-        # the cgroups bottom-up, then unmount
-        for dirpath, _dirs, files in os.walk(self.root):
-            if "pool_size" in files and read(os.path.join(dirpath, "pool_size")) != "0":
-                write(os.path.join(dirpath, "pool_size"), "0")
-        for dirpath, dirnames, _files in os.walk(self.root, topdown=False):
-            for d in dirnames:
-                os.rmdir(os.path.join(dirpath, d))
-        for _ in range(50):
-            if libc.umount2(self.root.encode(), 0) == 0:
-                break
-            time.sleep(0.1)
-        else:
-            raise OSError(ctypes.get_errno(), f"umount {self.root}")
-        os.rmdir(self.root)
-
-
-def wait_until(predicate, timeout: float, step: float = 0.1) -> bool:
+def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
+    """Poll `predicate` until it is true or `timeout` seconds have passed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
         time.sleep(step)
     return predicate()
+
+
+def _hierarchy_ids(key: str) -> list[str]:
+    """Ids of the v1 hierarchies whose /proc/self/cgroup controller field is `key`."""
+    ids = []
+    for line in read("/proc/self/cgroup").splitlines():
+        hid, controllers, _path = line.split(":", 2)
+        if controllers == key:
+            ids.append(hid)
+    return ids
+
+
+@dataclass(frozen=True)
+class Made:
+    """A cgroup a test created, with what tells how the kernel created it."""
+    path: str
+    ino: int
+    mode: int
+
+
+@dataclass
+class Hierarchy:
+    options: str                   # mount options, e.g. "none,name=pool-3" or "pids"
+    root: str                      # mount point
+    controller: str | None         # first controller (its /proc/cgroups line), None if named
+    key: str                       # its controller field in /proc/self/cgroup
+    probes: int = 0
+
+    # --- setup and teardown --------------------------------------------------------------
+    @classmethod
+    def mount(cls, kind: str, tag: str) -> Hierarchy:
+        """Mount a fresh hierarchy: `kind` "named" (no controller, a unique name) or a
+        controller list such as "pids" or "cpu,cpuacct"."""
+        if kind == "named":
+            options, controller, key = f"none,name=pooltest-{tag}", None, f"name=pooltest-{tag}"
+        else:
+            options, controller, key = kind, kind.split(",")[0], kind
+        root = os.path.join(CGROUP_ROOT, f"pooltest-{tag}")
+        os.makedirs(root, exist_ok=True)
+        if _libc.mount(b"cgroup", root.encode(), b"cgroup", 0, options.encode()) != 0:
+            err = ctypes.get_errno()
+            os.rmdir(root)
+            raise OSError(err, f"mount -t cgroup -o {options} cgroup {root}: "
+                               f"{os.strerror(err)}")
+        h = cls(options, root, controller, key)
+        leftovers = h.children("")
+        assert not leftovers, f"{options}: reused a hierarchy with cgroups {leftovers}"
+        return h
+
+    def teardown(self) -> None:
+        """Disable every pool, remove every cgroup, unmount, and check the hierarchy is
+        gone. Raises AssertionError naming what was left."""
+        problems: list[str] = []
+        for dirpath, _dirs, files in os.walk(self.root):
+            if "pool_size" in files and read(os.path.join(dirpath, "pool_size")) != "0":
+                code = write(os.path.join(dirpath, "pool_size"), "0")
+                if code:
+                    problems.append(f"disable pool of {dirpath}: {errname(code)}")
+        for dirpath, dirnames, _files in os.walk(self.root, topdown=False):
+            for d in dirnames:
+                try:
+                    os.rmdir(os.path.join(dirpath, d))
+                except OSError as exc:
+                    problems.append(f"rmdir {os.path.join(dirpath, d)}: {exc}")
+        if self.controller and not problems:
+            # removed cgroups are released asynchronously; umount kills the hierarchy
+            # only if none is left, so wait for that (named ones: see below)
+            wait_until(lambda: self.num_cgroups() == 1, timeout=10)
+        problems += self._umount_until_gone()
+        assert not problems, "teardown of " + self.options + ": " + "; ".join(problems)
+
+    def _umount_until_gone(self, timeout: float = 15.0) -> list[str]:
+        """Unmount; if the hierarchy outlives the umount because removed cgroups were not
+        released yet (a named hierarchy has no num_cgroups to wait for), mount it again
+        (which reuses it) and retry until `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if _libc.umount2(self.root.encode(), 0) != 0:
+                err = ctypes.get_errno()
+                return [f"umount {self.root}: {os.strerror(err)}"]
+            if wait_until(lambda: not _hierarchy_ids(self.key), timeout=0.3, step=0.02):
+                os.rmdir(self.root)
+                return []
+            if time.monotonic() > deadline:
+                os.rmdir(self.root)
+                return [(f"hierarchy {self.key} survived umount for {timeout:.0f} s "
+                         "(hidden pool members or other cgroups left in it)")]
+            if _libc.mount(b"cgroup", self.root.encode(), b"cgroup", 0,
+                           self.options.encode()) != 0:
+                err = ctypes.get_errno()
+                os.rmdir(self.root)
+                return [f"remount {self.options} to retry the umount: {os.strerror(err)}"]
+
+    # --- plain access ----------------------------------------------------------------------
+    @property
+    def has_pool(self) -> bool:
+        return os.path.exists(self.path("pool_size"))
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    def children(self, rel: str) -> list[str]:
+        """Visible child cgroups of `rel`, sorted."""
+        d = self.path(rel)
+        return sorted(n for n in os.listdir(d) if os.path.isdir(os.path.join(d, n)))
+
+    def mkdir(self, rel: str, mode: int = 0o755) -> Made:
+        path = self.path(rel)
+        os.mkdir(path, mode)
+        st = os.stat(path)
+        return Made(path, st.st_ino, stat.S_IMODE(st.st_mode))
+
+    def pool_size(self, rel: str) -> str:
+        return read(self.path(rel, "pool_size"))
+
+    def set_pool(self, rel: str, size: int) -> None:
+        code = write(self.path(rel, "pool_size"), str(size))
+        assert code == 0, f"echo {size} > {rel or '.'}/pool_size: {errname(code)}"
+
+    def num_cgroups(self) -> int:
+        """This hierarchy's num_cgroups in /proc/cgroups (controller hierarchies only)."""
+        assert self.controller, "a named hierarchy has no line in /proc/cgroups"
+        for line in read("/proc/cgroups").splitlines()[1:]:
+            name, _hier, num, _enabled = line.split()
+            if name == self.controller:
+                return int(num)
+        raise AssertionError(f"{self.controller} not in /proc/cgroups")
+
+    # --- fast path / slow path -----------------------------------------------------------
+    def probe(self, parent: str = "") -> int:
+        """Make a new cgroup in `parent` (the root by default; it must have no pool, so
+        this is a slow-path mkdir) and return its inode: every kernfs node made before it
+        has a smaller one, every node made after it a larger one."""
+        self.probes += 1
+        return self.mkdir(os.path.join(parent, f"probe-{self.probes}")).ino
+
+    def mkdir_fast(self, rel: str, probe: int) -> bool:
+        """mkdir `rel` with mode 0700 and say whether the pool served it (True) or it was
+        created on the slow path (False), from its inode against `probe` (made after the
+        pool was last filled). The mode must tell the same story."""
+        made = self.mkdir(rel, ASKED_MODE)
+        fast = made.ino < probe
+        want = MEMBER_MODE if fast else ASKED_MODE
+        assert made.mode == want, (
+            f"{rel}: inode {made.ino} {'<' if fast else '>'} probe {probe} says "
+            f"{'fast' if fast else 'slow'} path, but mode is {made.mode:o}, not {want:o}")
+        return fast

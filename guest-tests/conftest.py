@@ -1,55 +1,70 @@
-"""Fixtures of the guest tests: fresh cgroup v1 hierarchies, the pool sysctl."""
+"""Fixtures of the cgroup pool guest tests: fresh v1 hierarchies, the supply-delay sysctl.
 
+Every pool test runs on a named hierarchy (no controller) and on hierarchies with real
+controllers, each mounted for that test alone and torn down fully afterwards (see
+cgpool.Hierarchy). On a kernel without the pool series the pool fixtures skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
 import itertools
+import os
+from collections.abc import Callable, Iterator
 
 import pytest
-from cgpool import NO_POOL, SUPPLY_DELAY, Hierarchy, read, write
+from cgpool import NO_POOL, SUPPLY_DELAY, Hierarchy, errname, read, write
 
-_counter = itertools.count()
+# a named hierarchy, and real controllers (they have a /proc/cgroups line). Not memory:
+# a removed memcg stays alive while pages are charged to it, so its hierarchy outlives
+# umount on any kernel, and teardown could not tell that from a leaked pool member.
+KINDS = ["named", "pids", "cpu,cpuacct"]
+CONTROLLERS = [k for k in KINDS if k != "named"]
+
+_tags = itertools.count()
 
 
-def _hierarchy(options: str):
-    h = Hierarchy.mount(options, f"{next(_counter)}")
+@contextlib.contextmanager
+def _mounted(kind: str) -> Iterator[Hierarchy]:
+    h = Hierarchy.mount(kind, f"{os.getpid()}-{next(_tags)}")
     try:
         yield h
     finally:
         h.teardown()
 
 
-@pytest.fixture(params=["none,name=pooltest", "pids"], ids=["named", "pids"])
-def hierarchy(request):
-    """A fresh v1 hierarchy: a named one without controllers, and one with pids."""
-    yield from _hierarchy(request.param)
+def _with_pool(kind: str) -> Iterator[Hierarchy]:
+    with _mounted(kind) as h:
+        if not h.has_pool:
+            pytest.skip(NO_POOL)
+        yield h
+
+
+@pytest.fixture(params=KINDS)
+def pool(request) -> Iterator[Hierarchy]:
+    """A fresh v1 hierarchy of each kind; skips on a kernel without the pool series."""
+    yield from _with_pool(request.param)
+
+
+@pytest.fixture(params=CONTROLLERS)
+def ctl_pool(request) -> Iterator[Hierarchy]:
+    """A fresh v1 hierarchy with a controller (counted in /proc/cgroups); skips on a
+    kernel without the pool series."""
+    yield from _with_pool(request.param)
 
 
 @pytest.fixture
-def pids_hierarchy():
-    """A fresh v1 hierarchy with the pids controller (it shows in /proc/cgroups)."""
-    yield from _hierarchy("pids")
-
-
-@pytest.fixture
-def pool(hierarchy):
-    """`hierarchy`, skipped when the kernel has no cgroup pool."""
-    if not hierarchy.has_pool:
-        pytest.skip(NO_POOL)
-    return hierarchy
-
-
-@pytest.fixture
-def pids_pool(pids_hierarchy):
-    if not pids_hierarchy.has_pool:
-        pytest.skip(NO_POOL)
-    return pids_hierarchy
-
-
-@pytest.fixture
-def supply_delay():
-    """Set kernel.cgroup_supply_delay_time (ms) for one test, restored afterwards."""
+def supply_delay() -> Iterator[Callable[[int], None]]:
+    """Set kernel.cgroup_supply_delay_time (ms) for one test; restored afterwards."""
+    if not os.path.exists(SUPPLY_DELAY):
+        pytest.skip(NO_POOL + f" (no {SUPPLY_DELAY})")
     old = read(SUPPLY_DELAY)
 
     def set_delay(ms: int) -> None:
-        assert write(SUPPLY_DELAY, str(ms)) == 0
+        code = write(SUPPLY_DELAY, str(ms))
+        assert code == 0, f"echo {ms} > {SUPPLY_DELAY}: {errname(code)}"
+        assert read(SUPPLY_DELAY) == str(ms)
 
     yield set_delay
-    write(SUPPLY_DELAY, old)
+    code = write(SUPPLY_DELAY, old)
+    assert code == 0 and read(SUPPLY_DELAY) == old, f"restoring {SUPPLY_DELAY} to {old}"

@@ -1,27 +1,45 @@
-"""The fast path: mkdir under a pool parent hands out a pre-made member by renaming it.
+"""The fast path: a mkdir under a pool parent takes a pre-made (pinned, hidden) member and
+renames it to the requested name.
 
-A member's inode number (its kernfs id) is allocated when the pool is filled, so a served
-directory has a smaller inode than a probe cgroup made after the fill; a slow-path mkdir
-gets a larger one. A served directory also keeps its fill-time mode (0755).
+How the fast path is told from the slow one (cgpool): a member's inode number was allocated
+at fill time, so it is smaller than that of a probe cgroup made after the fill, while a
+slow-path mkdir gets a larger one; and a member keeps its fill-time mode 0755 whatever mode
+mkdir asked for.
 """
+
+from __future__ import annotations
 
 import os
 import stat
 import subprocess
-import sys
 import threading
 
 import pytest
-from cgpool import read
+from cgpool import ASKED_MODE, MEMBER_MODE, read, wait_until, write
+
+LONG_DELAY_MS = 600_000   # keeps the refill out of tests that count members
+
+
+def _proc_cgroup(pid: int, key: str) -> str:
+    """The path of `pid` in the hierarchy whose /proc/<pid>/cgroup controller field is `key`."""
+    for line in read(f"/proc/{pid}/cgroup").splitlines():
+        _hid, controllers, path = line.split(":", 2)
+        if controllers == key:
+            return path
+    raise AssertionError(f"no {key} line in /proc/{pid}/cgroup")
 
 
 def test_mkdir_is_served_from_the_pool(pool):
     pool.mkdir("P")
     pool.set_pool("P", 2)
     probe = pool.probe()
-    st = os.stat(pool.mkdir("P/a", 0o700))
-    assert st.st_ino < probe, "mkdir did not take a pool member (slow path)"
-    assert stat.S_IMODE(st.st_mode) == 0o755, "a served cgroup keeps its fill-time mode"
+    os.mkdir(pool.path("P/a"), ASKED_MODE)
+    st = os.stat(pool.path("P/a"))
+    assert st.st_ino < probe, f"slow path: inode {st.st_ino} > probe {probe}"
+    assert stat.S_IMODE(st.st_mode) == MEMBER_MODE, \
+        f"mode {stat.S_IMODE(st.st_mode):o}: a served cgroup keeps its fill-time mode 755"
+    assert os.stat(pool.path("P/a/cgroup.procs")).st_ino < probe, "its files are new"
+    assert pool.children("P") == ["a"]
 
 
 def test_served_cgroup_is_fully_usable(pool):
@@ -29,78 +47,164 @@ def test_served_cgroup_is_fully_usable(pool):
     pool.set_pool("P", 1)
     probe = pool.probe()
     a = pool.mkdir("P/a")
-    assert os.stat(a).st_ino < probe
-    files = set(os.listdir(a))
-    assert {"cgroup.procs", "tasks", "notify_on_release", "pool_size"} <= files
+    assert a.ino < probe, "P/a was not served from the pool"
+    files = set(os.listdir(a.path))
+    want = {"cgroup.procs", "tasks", "notify_on_release", "cgroup.clone_children", "pool_size"}
+    want |= {"pids": {"pids.max", "pids.current"}, "cpu": {"cpu.shares", "cpuacct.usage"},
+             None: set()}[pool.controller]
+    assert want <= files, f"missing control files: {sorted(want - files)}"
     if pool.controller == "pids":
-        assert "pids.max" in files
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        assert write(os.path.join(a.path, "pids.max"), "5") == 0
+        assert read(os.path.join(a.path, "pids.max")) == "5"
+
+    child = subprocess.Popen(["sleep", "60"])
     try:
-        with open(os.path.join(a, "cgroup.procs"), "w") as f:
-            f.write(str(child.pid))
-        assert read(os.path.join(a, "cgroup.procs")).split() == [str(child.pid)]
-        with open(pool.path("cgroup.procs"), "w") as f:
-            f.write(str(child.pid))
-        assert read(os.path.join(a, "cgroup.procs")) == ""
+        assert write(os.path.join(a.path, "cgroup.procs"), str(child.pid)) == 0
+        assert read(os.path.join(a.path, "cgroup.procs")).split() == [str(child.pid)]
+        assert str(child.pid) in read(os.path.join(a.path, "tasks")).split()
+        assert _proc_cgroup(child.pid, pool.key) == "/P/a", "the member's old name leaked"
+        assert write(pool.path("cgroup.procs"), str(child.pid)) == 0
+        assert read(os.path.join(a.path, "cgroup.procs")) == ""
+        assert _proc_cgroup(child.pid, pool.key) == "/"
     finally:
         child.kill()
         child.wait(timeout=30)
-    os.mkdir(os.path.join(a, "nested"))
-    os.rmdir(os.path.join(a, "nested"))
-    os.rmdir(a)
-    assert not os.path.exists(a)
+
+    nested = pool.mkdir("P/a/nested")
+    assert "cgroup.procs" in os.listdir(nested.path)
+    os.rmdir(nested.path)
+    os.rmdir(a.path)
+    assert not os.path.exists(a.path)
+    assert pool.children("P") == []
 
 
 def test_rename_inside_a_pool_parent(pool):
     pool.mkdir("P")
+    pool.mkdir("P/old")                             # a slow-path child, made before the pool
     pool.set_pool("P", 1)
-    pool.mkdir("P/a")
-    os.rename(pool.path("P/a"), pool.path("P/b"))
-    names = {n for n in os.listdir(pool.path("P")) if os.path.isdir(pool.path("P", n))}
-    assert names == {"b"}
-    assert "cgroup.procs" in os.listdir(pool.path("P/b"))
-
-
-def test_existing_name_is_eexist_and_loses_no_member(pool):
-    pool.mkdir("P")
-    pool.set_pool("P", 1)          # two members
     probe = pool.probe()
-    assert os.stat(pool.mkdir("P/a")).st_ino < probe
-    with pytest.raises(FileExistsError):
-        os.mkdir(pool.path("P/a"))
-    assert os.stat(pool.mkdir("P/b")).st_ino < probe, "the second member was lost"
+    assert pool.mkdir_fast("P/a", probe)
+    os.rename(pool.path("P/a"), pool.path("P/b"))   # a served child
+    os.rename(pool.path("P/old"), pool.path("P/new"))
+    assert pool.children("P") == ["b", "new"]
+    for name in ("b", "new"):
+        assert "cgroup.procs" in os.listdir(pool.path("P", name))
+    assert pool.mkdir_fast("P/c", probe), "the pool stopped serving after a rename"
+    os.rename(pool.path("P/c"), pool.path("P/d"))
+    assert pool.children("P") == ["b", "d", "new"]
 
 
-def test_member_name_is_served_by_name(pool):
+def test_existing_name_is_eexist_and_loses_no_member(pool, supply_delay):
+    supply_delay(LONG_DELAY_MS)
     pool.mkdir("P")
-    pool.set_pool("P", 2)
+    pool.set_pool("P", 1)                           # two members
     probe = pool.probe()
-    assert os.stat(pool.mkdir("P/pool-1")).st_ino < probe
-    assert os.stat(pool.mkdir("P/pool-0")).st_ino < probe
+    count = pool.num_cgroups() if pool.controller else None
+    assert pool.mkdir_fast("P/a", probe)
+    for _ in range(3):
+        with pytest.raises(FileExistsError):
+            os.mkdir(pool.path("P/a"))
+    assert pool.mkdir_fast("P/b", probe), "the failed mkdirs lost a member"
+    if count is not None:
+        assert pool.num_cgroups() == count, "a member was removed or a cgroup made"
+    assert not pool.mkdir_fast("P/c", probe), "the pool had more than 2 x pool_size members"
+    assert pool.children("P") == ["a", "b", "c"]
 
 
-def test_concurrent_mkdir_rmdir(pool):
+def test_member_name_is_served_by_name(pool, supply_delay):
+    """mkdir pool-<k> takes the hidden member of that name. Members are made in name order,
+    so their inode order is their name order: pool-<k> is the k-th smallest."""
+    supply_delay(LONG_DELAY_MS)
     pool.mkdir("P")
-    pool.set_pool("P", 8)
-    errors: list[BaseException] = []
-    start = threading.Barrier(16)
+    pool.set_pool("P", 3)                           # pool-0 .. pool-5
+    probe = pool.probe()
+    names = ["pool-0", "pool-4", "pool-7", "x", "y", "z"]   # pool-7 is no member: any one
+    inos = {}
+    for name in names:
+        made = pool.mkdir(f"P/{name}", ASKED_MODE)
+        assert made.ino < probe and made.mode == MEMBER_MODE, f"P/{name} took the slow path"
+        inos[name] = made.ino
+    order = sorted(inos.values())
+    assert inos["pool-0"] == order[0], f"mkdir pool-0 did not get member pool-0: {inos}"
+    assert inos["pool-4"] == order[4], f"mkdir pool-4 did not get member pool-4: {inos}"
+    assert not pool.mkdir_fast("P/w", probe), "the pool had more than 6 members"
+    assert pool.children("P") == sorted([*names, "w"])
+
+
+def test_concurrent_mkdir_rmdir_rename(pool):
+    threads, ops, size = 16, 20, 8
+    pool.mkdir("P")
+    pool.set_pool("P", size)
+    errors: list[str] = []
+    modes: list[int] = []
+    start = threading.Barrier(threads)
 
     def worker(t: int) -> None:
         try:
             start.wait(timeout=60)
-            for i in range(20):
+            for i in range(ops):
                 path = pool.path("P", f"t{t}-{i}")
-                os.mkdir(path)
+                os.mkdir(path, ASKED_MODE)
+                modes.append(stat.S_IMODE(os.stat(path).st_mode))
                 if i % 2:
                     os.rmdir(path)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+                elif i % 4 == 0:
+                    os.rename(path, path + "r")
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(f"thread {t}: {exc!r}")
 
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(16)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(timeout=300)
+    workers = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=300)
+    assert not any(w.is_alive() for w in workers), "mkdir/rmdir hung"
     assert not errors, errors[:3]
-    names = {n for n in os.listdir(pool.path("P")) if os.path.isdir(pool.path("P", n))}
-    assert names == {f"t{t}-{i}" for t in range(16) for i in range(0, 20, 2)}
+    want = {f"t{t}-{i}" + ("r" if i % 4 == 0 else "")
+            for t in range(threads) for i in range(0, ops, 2)}
+    assert set(pool.children("P")) == want
+    for name in want:
+        assert os.path.exists(pool.path("P", name, "cgroup.procs")), name
+    served = modes.count(0o755)
+    assert served >= 2 * size, f"only {served} of {len(modes)} mkdirs were served by the pool"
+    if pool.controller:
+        pool.set_pool("P", 0)
+        assert wait_until(lambda: pool.num_cgroups() == 2 + len(want), timeout=10), \
+            f"{pool.num_cgroups()} cgroups, want {2 + len(want)}: members leaked"
+
+
+def test_mkdir_while_the_pool_is_toggled(pool):
+    """Enable/disable races with mkdir, the fast path and the refill: every mkdir must
+    succeed (from the pool or not), and nothing may be left behind (teardown checks that
+    the hierarchy goes away)."""
+    pool.mkdir("P")
+    stop = threading.Event()
+    errors: list[str] = []
+    made: list[str] = []
+
+    def maker(t: int) -> None:
+        i = 0
+        try:
+            while not stop.is_set():
+                name = f"t{t}-{i}"
+                os.mkdir(pool.path("P", name))
+                made.append(name)
+                i += 1
+        except OSError as exc:
+            errors.append(f"maker {t}: {exc!r}")
+
+    workers = [threading.Thread(target=maker, args=(t,)) for t in range(4)]
+    for w in workers:
+        w.start()
+    try:
+        for n in range(30):
+            pool.set_pool("P", 1 + n % 3)
+            pool.set_pool("P", 0)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(timeout=120)
+    assert not any(w.is_alive() for w in workers), "mkdir hung"
+    assert not errors, errors[:3]
+    assert pool.pool_size("P") == "0"
+    assert set(pool.children("P")) == set(made)
