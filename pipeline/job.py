@@ -54,7 +54,7 @@ class KselftestSettings:
     enabled: bool = False
     targets: list[str] = field(default_factory=lambda: ["cgroup"])   # tools/testing/selftests/*
     variants: list[str] = field(default_factory=lambda: ["baseline", "patched"])
-    timeout_scale: float = 3.0      # kselftest's own per-test timeouts are sized for hardware
+    timeout_scale: float = 6.0      # kselftest's own per-test timeouts are sized for hardware
 
 
 @dataclass(frozen=True)
