@@ -2,15 +2,21 @@
 
 The console is driven with pexpect. Nothing here waits without a deadline: the boot, each
 test and the whole session have timeouts, a kernel panic ends the session at once, and
-QEMU is always terminated (then killed) on the way out, also on Ctrl-C.
+QEMU is always terminated (then killed) on the way out, also on Ctrl-C / SIGTERM (which
+arrive here as KeyboardInterrupt). The guest side and the result format are described in
+docs/guest-protocol.md.
+
+Manual use: `python -m pipeline.boot KERNEL TEST_PATH... [--out DIR] [--accel tcg]`.
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import os
-import re
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,119 +25,312 @@ from pathlib import Path
 import pexpect
 
 from . import console as console_mod
-from .guest_results import MARK, ConsoleTrack, read_results
+from .errors import PipelineError, StageFailed
+from .guest_results import MARK_LINE, ConsoleTrack, Event, read_results, request_json
+from .log import rerun_line
 from .qemu import Machine, guest_argv, qemu_version
 
-GUEST_DIR = Path(__file__).parent / "guest"
+GUEST_DIR = Path(__file__).resolve().parent / "guest"
 INIT = GUEST_DIR / "init.py"
-_MARK_RE = re.compile(re.escape(MARK))
 TAIL_LINES = 50
-PANIC_GRACE = 3.0  # seconds of console kept after a panic line before QEMU is stopped
+PANIC_GRACE = 3.0      # seconds of console kept after a panic line (its backtrace) before stop
+POWEROFF_GRACE = 30.0  # seconds QEMU may take to exit after the guest said the session is done
+PROGRESS_EVERY = 60.0  # seconds between progress lines during a long session
+READ_TICK = 0.25       # seconds the console read waits before the deadlines are checked again
+STOP_GRACE = 5.0       # seconds QEMU gets to exit after SIGTERM/SIGHUP before SIGKILL
 
 Log = Callable[[str], None]
 
 
 @dataclass
 class BootSettings:
-    memory: str = "1G"
-    smp: int = 2
-    accel: str = "auto"
-    boot_timeout: float = 120.0
-    test_timeout: float = 300.0
-    total_timeout: float = 1800.0
-    kernel_args: list[str] = field(default_factory=list)
-    qemu_args: list[str] = field(default_factory=list)
+    memory: str = "1G"            # QEMU -m
+    smp: int = 2                  # QEMU -smp
+    accel: str = "auto"           # "auto" | "kvm" | "tcg"
+    boot_timeout: float = 120.0   # seconds from QEMU start to the guest's "ready" marker
+    test_timeout: float = 300.0   # seconds one guest test may run
+    total_timeout: float = 1800.0 # seconds for the whole guest session
+    kernel_args: list[str] = field(default_factory=list)  # extra kernel command line words
+    qemu_args: list[str] = field(default_factory=list)    # extra QEMU argv words
 
 
 @dataclass
 class GuestTest:
-    nodeid: str
-    outcome: str
-    duration: float
-    message: str = ""
-    details: str = ""
-    kernel_log: str = ""
+    nodeid: str                   # pytest node id
+    outcome: str                  # "passed" | "failed" | "skipped" | "error"
+    duration: float               # seconds
+    message: str = ""             # short reason
+    details: str = ""             # long text (traceback, splat)
+    kernel_log: str = ""          # kernel console lines printed while this test ran
 
 
 @dataclass
 class BootResult:
-    booted: bool
-    completed: bool
-    accel: str
+    booted: bool                  # the guest init reached the point where tests start
+    completed: bool               # the session finished and the guest powered off by itself
+    accel: str                    # "kvm" or "tcg"
     qemu_version: str
     duration: float
-    failure: str = ""
-    console_tail: str = ""
-    tests: list[GuestTest] = field(default_factory=list)
-    splats: list[str] = field(default_factory=list)
-    command: list[str] = field(default_factory=list)
+    failure: str = ""             # why boot/session failed ("" when completed)
+    console_tail: str = ""        # last TAIL_LINES console lines
+    tests: list[GuestTest] = field(default_factory=list)  # every test, incl. ones not run
+    splats: list[str] = field(default_factory=list)       # kernel splats outside any test
+    command: list[str] = field(default_factory=list)      # exact QEMU argv
 
 
-def _stop(child: pexpect.spawn) -> None:
-    """Terminate QEMU, then kill it; never leave it behind."""
-    if child.isalive():
-        child.terminate(force=False)
-        deadline = time.monotonic() + 5
-        while child.isalive() and time.monotonic() < deadline:
-            time.sleep(0.1)
+# --- QEMU process ---------------------------------------------------------------------------
+
+def _spawn(argv: list[str], machine: Machine) -> pexpect.spawn:
+    """Start QEMU on a pty (its own session: a terminal's Ctrl-C does not reach it, we stop
+    it; if this process dies, the pty closes and QEMU gets SIGHUP)."""
+    try:
+        return pexpect.spawn(argv[0], argv[1:], encoding="utf-8", codec_errors="replace",
+                             echo=False, timeout=None)
+    except (pexpect.ExceptionPexpect, OSError) as exc:
+        raise StageFailed(f"cannot start {argv[0]}: {exc} (is the Debian package "
+                          f"{machine.debian_package} installed?)") from exc
+
+
+def _stop(child: pexpect.spawn) -> str:
+    """Stop QEMU if it still runs (SIGHUP/SIGINT, then SIGKILL after STOP_GRACE) and reap
+    it; never leaves it behind. Returns how it ended, e.g. 'exit status 0'."""
+    try:
         if child.isalive():
-            child.terminate(force=True)
-    child.close(force=True)
+            child.kill(signal.SIGTERM)
+            deadline = time.monotonic() + STOP_GRACE
+            while child.isalive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if child.isalive():
+                child.kill(signal.SIGKILL)
+    except (OSError, pexpect.ExceptionPexpect):
+        pass
+    finally:
+        child.close(force=True)
+    if child.signalstatus is not None:
+        return f"killed by signal {child.signalstatus}"
+    return f"exit status {child.exitstatus}"
 
 
-def probe_accel(kernel: Path, settings: BootSettings, log: Log = print) -> str:
-    """'kvm' only if a short KVM boot of `kernel` prints the kernel banner in time."""
+def _readline(child: pexpect.spawn, timeout: float) -> str | None:
+    """One console line, or None when nothing complete arrived within `timeout`; raises
+    pexpect.EOF once QEMU has exited and everything was read."""
+    try:
+        index = child.expect(["\r?\n", pexpect.TIMEOUT], timeout=timeout)
+    except pexpect.EOF:
+        if child.before:
+            rest, child.before = child.before, ""
+            return rest.rstrip("\r")
+        raise
+    if index == 1:
+        return None
+    return child.before.rstrip("\r")
+
+
+def probe_accel(kernel: Path, settings: BootSettings, log: Log = print, *,
+                machine: Machine | None = None) -> str:
+    """'kvm' only if a short KVM probe boot of `kernel` prints the kernel banner within
+    machine.probe_seconds, else 'tcg' (says which and why, once). An explicit 'kvm' or
+    'tcg' in `settings` is returned as is. Cached per process by the caller."""
     if settings.accel in ("kvm", "tcg"):
         return settings.accel
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        log("  accel: /dev/kvm not usable, using TCG")
+        log("  accel: /dev/kvm missing or not accessible: using TCG")
         return "tcg"
-    machine = Machine.load()
-    argv = guest_argv(machine, machine.find_binary(), kernel, accel="kvm", memory="256M",
-                      smp=1, init=None, out_share=None, kernel_args=[], qemu_args=[])
-    child = pexpect.spawn(argv[0], argv[1:], encoding="utf-8", codec_errors="replace",
-                          echo=False)
+    machine = machine or Machine.load()
+    argv = guest_argv(machine, machine.find_binary(), kernel, accel="kvm",
+                      memory=machine.probe_memory, smp=1, init=["/bin/true"], out_share=None,
+                      kernel_args=[], qemu_args=[])
+    start = time.monotonic()
+    child = _spawn(argv, machine)
     try:
-        child.expect("Linux version", timeout=machine.probe_seconds)
-        log("  accel: KVM probe boot printed the kernel banner: using KVM")
+        child.expect_exact(machine.probe_banner, timeout=machine.probe_seconds)
+        log(f"  accel: KVM probe boot printed '{machine.probe_banner}' after "
+            f"{time.monotonic() - start:.1f} s: using KVM")
         return "kvm"
-    except (pexpect.TIMEOUT, pexpect.EOF):
-        log(f"  accel: KVM probe boot showed no kernel output in {machine.probe_seconds:.0f} s"
-            " (nested virtualisation not usable here): using TCG")
+    except pexpect.TIMEOUT:
+        log(f"  accel: KVM probe boot printed no kernel output in {machine.probe_seconds:.0f} s"
+            " (KVM present but unusable, e.g. no nested virtualisation): using TCG")
+        return "tcg"
+    except pexpect.EOF:
+        said = (child.before or "").strip().splitlines()
+        log("  accel: KVM probe boot: QEMU exited without kernel output"
+            + (f" ({console_mod.clean(said[-1])})" if said else "") + ": using TCG")
         return "tcg"
     finally:
         _stop(child)
 
 
-def _request(share: Path, tests: list[Path], python: Path) -> None:
-    (share / "request.json").write_text(json.dumps({
-        "python": str(python), "plugin_dir": str(GUEST_DIR),
-        "tests": [str(Path(t).resolve()) for t in tests]}, indent=1))
+# --- the session ---------------------------------------------------------------------------
+
+@dataclass
+class _Watch:
+    """Deadlines of one session; `verdict()` says when to stop and why."""
+
+    settings: BootSettings
+    start: float
+    last_event: float                 # time of the last protocol marker (or QEMU start)
+    last_event_name: str = "boot"
+    panic_at: float | None = None
+    done_at: float | None = None
+    failure: str = ""
+
+    def saw(self, event: Event, now: float) -> None:
+        self.last_event, self.last_event_name = now, event.event
+        if event.event == "done":
+            self.done_at = now
+
+    def verdict(self, track: ConsoleTrack, now: float) -> bool:
+        """True when the session must be stopped now (self.failure says why, if it failed)."""
+        s = self.settings
+        if self.panic_at is not None:
+            return now - self.panic_at > PANIC_GRACE
+        if self.done_at is not None:
+            return now - self.done_at > POWEROFF_GRACE  # results are in: not a failure
+        if not track.ready and now - self.start > s.boot_timeout:
+            self.failure = (f"boot timeout: the guest did not start the tests within "
+                            f"{s.boot_timeout:.0f} s (see the console tail)")
+        elif track.ready and now - self.last_event > s.test_timeout:
+            if track.current is not None:
+                self.failure = (f"test timeout: {track.current.nodeid} did not finish within "
+                                f"{s.test_timeout:.0f} s")
+            else:
+                self.failure = (f"test timeout: no progress for {s.test_timeout:.0f} s after "
+                                f"the guest's '{self.last_event_name}' marker")
+        elif now - self.start > s.total_timeout:
+            self.failure = f"session timeout: not finished after {s.total_timeout:.0f} s"
+        return bool(self.failure)
+
+
+def _drive(child: pexpect.spawn, console_log, track: ConsoleTrack, watch: _Watch,
+           lines: list[str], log: Log) -> None:
+    """Read the console until QEMU exits or `watch` says stop."""
+    next_progress = watch.start + PROGRESS_EVERY
+    while True:
+        now = time.monotonic()
+        if watch.verdict(track, now):
+            return
+        if now >= next_progress:
+            finished = sum(1 for t in track.tests.values() if t.finished)
+            running = f", running {track.current.nodeid}" if track.current else ""
+            total = len(track.collected) or "?"
+            log(f"  guest: {now - watch.start:.0f} s, {finished}/{total} tests "
+                f"finished{running}")
+            next_progress = now + PROGRESS_EVERY
+        try:
+            line = _readline(child, READ_TICK)
+        except pexpect.EOF:
+            return
+        if line is None:
+            continue
+        console_log.write(line + "\n")
+        console_log.flush()
+        lines.append(line)
+        event = track.feed(line)
+        now = time.monotonic()
+        if event is not None:
+            watch.saw(event, now)
+            if event.event == "ready":
+                log(f"  guest: booted, tests starting after {now - watch.start:.1f} s")
+        if watch.panic_at is None and console_mod.is_panic(line):
+            watch.panic_at = now
+            watch.failure = "kernel panic: " + console_mod.clean(line)
+
+
+def _session_failure(track: ConsoleTrack, watch: _Watch, lines: list[str], ended: str,
+                     share: Path) -> str:
+    if watch.failure:
+        return watch.failure
+    if not track.done:
+        if track.init_error:
+            return "guest init failed: " + track.init_error.strip().splitlines()[-1]
+        if not any("Linux version" in line for line in lines):
+            last = next((console_mod.clean(x) for x in reversed(lines) if x.strip()), "")
+            return (f"QEMU ended ({ended}) before the kernel printed anything"
+                    + (f": {last}" if last else ""))
+        return (f"QEMU ended ({ended}) before the test session finished "
+                "(no panic message: see the console tail)")
+    if track.exit_code not in (0, 1):
+        # pytest: 2 interrupted, 3 internal error, 4 usage error, 5 no tests collected
+        return (f"pytest exited with code {track.exit_code} in the guest "
+                f"(see {share / 'pytest.log'})")
+    return ""
+
+
+def run_guest(kernel: Path, test_paths: list[Path], out_dir: Path, settings: BootSettings,
+              python: Path, log: Log = print, *, machine: Machine | None = None) -> BootResult:
+    """Boot `kernel`, run pytest on `test_paths` inside the guest with interpreter `python`
+    (a host path, visible in the guest over 9p), write out_dir/console.log and the guest's
+    files (out_dir/guest/), return the results.
+
+    Guest-side failures (panic, hang, timeouts) end up in the BootResult; StageFailed is
+    raised only when QEMU is missing/unstartable (naming the Debian package) or the kernel
+    image does not exist."""
+    machine = machine or Machine.load()
+    binary = machine.find_binary()
+    if not Path(kernel).is_file():
+        raise StageFailed(f"kernel image {kernel} does not exist")
+    accel = probe_accel(kernel, settings, log, machine=machine) \
+        if settings.accel == "auto" else settings.accel
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    share = out_dir / "guest"
+    shutil.rmtree(share, ignore_errors=True)
+    share.mkdir()
+    tests = [Path(t).resolve() for t in test_paths]
+    (share / "request.json").write_text(request_json(python, GUEST_DIR, tests))
+    expected = host_collect(python, tests)
+    argv = guest_argv(machine, binary, kernel, accel=accel, memory=settings.memory,
+                      smp=settings.smp, init=[str(python), "-B", str(INIT)], out_share=share,
+                      kernel_args=settings.kernel_args, qemu_args=settings.qemu_args)
+    result = BootResult(False, False, accel, qemu_version(binary), 0.0, command=argv)
+    track = ConsoleTrack()
+    lines: list[str] = []
+    start = time.monotonic()
+    watch = _Watch(settings, start, start)
+    child = _spawn(argv, machine)
+    ended = "still running"
+    try:
+        with open(out_dir / "console.log", "w") as console_log:
+            _drive(child, console_log, track, watch, lines, log)
+    finally:
+        ended = _stop(child)
+    result.duration = time.monotonic() - start
+    events = read_results(share / "results.jsonl")
+    track.absorb_file_events(events)
+    result.booted = track.ready
+    result.failure = _session_failure(track, watch, lines, ended, share)
+    result.completed = track.done and not result.failure
+    result.console_tail = "\n".join(console_mod.clean(x) for x in lines[-TAIL_LINES:])
+    result.tests = merge_tests(track, events, result.failure, expected)
+    result.splats = [s.text for s in console_mod.find_splats(track.outside, MARK_LINE)]
+    bad = sum(1 for t in result.tests if t.outcome in ("failed", "error"))
+    log(f"  guest: {'completed' if result.completed else 'FAILED: ' + result.failure} in "
+        f"{result.duration:.1f} s ({accel}); {len(result.tests)} tests, {bad} failed/error")
+    return result
 
 
 def host_collect(python: Path, tests: list[Path], timeout: float = 120.0) -> list[str]:
     """Node ids of the guest tests, collected on the host before the boot (same interpreter,
     same paths, so the same ids), so that tests a dead guest never reached still show up."""
-    import subprocess
-
     argv = [str(python), "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-            *[str(Path(t).resolve()) for t in tests]]
+            *[str(t) for t in tests]]
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                              cwd="/", env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-                             check=False).stdout
+                             stdin=subprocess.DEVNULL, check=False).stdout
     except (OSError, subprocess.TimeoutExpired):
         return []
-    return [line.strip() for line in out.splitlines() if "::" in line and " " not in line]
+    return [line.strip() for line in out.splitlines()
+            if "::" in line and not line.startswith((" ", "ERROR", "FAILED", "<"))]
 
 
-def _merge(track: ConsoleTrack, share: Path, failure: str,
-           expected: list[str] | None = None) -> list[GuestTest]:
-    """Every collected test once: the results file's verdict, a splat in its slice of the
-    console, or an error saying it never finished or never ran."""
-    results = {}
+def merge_tests(track: ConsoleTrack, events: list[Event], failure: str,
+                expected: list[str] | None = None) -> list[GuestTest]:
+    """Every test once: the results file's verdict, failed if a splat is in its slice of the
+    console, or an error saying it never finished or never ran (with `failure`)."""
+    results: dict[str, dict] = {}
     collected: list[str] = list(track.collected)
-    for ev in read_results(share / "results.jsonl"):
+    for ev in events:
         if ev.event == "collected" and not collected:
             collected = [str(t) for t in ev.fields.get("tests", [])]
         elif ev.event == "result":
@@ -141,14 +340,14 @@ def _merge(track: ConsoleTrack, share: Path, failure: str,
             results[nodeid] = {"outcome": "error", "duration": 0.0,
                                "message": f"collection failed: {nodeid}",
                                "details": str(ev.fields.get("details", ""))}
-            collected.append(nodeid)
-    for nodeid in list(track.tests) + list(results) + list(expected or []):
+    for nodeid in [*track.tests, *results, *(expected or [])]:
         if nodeid not in collected:
             collected.append(nodeid)
     tests = []
     for nodeid in collected:
         slice_ = track.tests.get(nodeid)
-        klog = "\n".join(console_mod.clean(x) for x in slice_.lines) if slice_ else ""
+        # kernel_log keeps printk timestamps: a kernel developer wants the timing
+        klog = "\n".join(x.replace("\r", "").rstrip() for x in slice_.lines) if slice_ else ""
         res = results.get(nodeid)
         if res is not None:
             test = GuestTest(nodeid, str(res.get("outcome", "error")),
@@ -170,95 +369,54 @@ def _merge(track: ConsoleTrack, share: Path, failure: str,
     return tests
 
 
-def run_guest(kernel: Path, test_paths: list[Path], out_dir: Path, settings: BootSettings,
-              python: Path, log: Log = print) -> BootResult:
-    """Boot `kernel`, run pytest on `test_paths` in the guest with `python`, return results.
+# --- manual use ------------------------------------------------------------------------------
 
-    Guest-side failures (panic, hang, timeouts) end up in the BootResult; only a QEMU that
-    cannot be found raises (StageFailed, naming the Debian package)."""
-    machine = Machine.load()
-    binary = machine.find_binary()
-    accel = "tcg" if settings.accel == "auto" else settings.accel
-    out_dir.mkdir(parents=True, exist_ok=True)
-    share = out_dir / "guest"
-    shutil.rmtree(share, ignore_errors=True)
-    share.mkdir()
-    _request(share, test_paths, python)
-    expected = host_collect(python, test_paths)
-    argv = guest_argv(machine, binary, kernel, accel=accel, memory=settings.memory,
-                      smp=settings.smp, init=str(INIT), out_share=share,
-                      kernel_args=settings.kernel_args, qemu_args=settings.qemu_args)
-    result = BootResult(False, False, accel, qemu_version(binary), 0.0, command=argv)
-    track = ConsoleTrack()
-    lines: list[str] = []
-    start = time.monotonic()
-    test_started = start
-    panic_at: float | None = None
-    failure = ""
-    child = pexpect.spawn(argv[0], argv[1:], encoding="utf-8", codec_errors="replace",
-                          echo=False, timeout=None)
+def main(argv: list[str] | None = None) -> int:
+    """`python -m pipeline.boot KERNEL TEST_PATH...`: one boot, results on stdout.
+    Exit 0 all passed, 1 a test failed, 3 the boot/session failed, 2 bad input."""
+    p = argparse.ArgumentParser(prog="python -m pipeline.boot", description=main.__doc__)
+    p.add_argument("kernel", type=Path)
+    p.add_argument("tests", type=Path, nargs="+")
+    p.add_argument("--out", type=Path, default=Path("out/boot"))
+    p.add_argument("--python", type=Path, default=Path(sys.executable))
+    d = BootSettings()
+    p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default=d.accel)
+    p.add_argument("--memory", default=d.memory)
+    p.add_argument("--smp", type=int, default=d.smp)
+    p.add_argument("--boot-timeout", type=float, default=d.boot_timeout)
+    p.add_argument("--test-timeout", type=float, default=d.test_timeout)
+    p.add_argument("--total-timeout", type=float, default=d.total_timeout)
+    p.add_argument("--kernel-arg", action="append", default=[])
+    p.add_argument("--qemu-arg", action="append", default=[])
+    a = p.parse_args(argv)
+    settings = BootSettings(a.memory, a.smp, a.accel, a.boot_timeout, a.test_timeout,
+                            a.total_timeout, a.kernel_arg, a.qemu_arg)
+
+    def on_term(signum, frame):  # SIGTERM stops QEMU like Ctrl-C does
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, on_term)
     try:
-        with open(out_dir / "console.log", "w") as console_log:
-            while True:
-                now = time.monotonic()
-                if panic_at is not None and now - panic_at > PANIC_GRACE:
-                    break
-                if not track.ready and now - start > settings.boot_timeout:
-                    failure = (f"boot timeout: no test runner after {settings.boot_timeout:.0f} s"
-                               " (see the console tail)")
-                    break
-                if track.current is not None and now - test_started > settings.test_timeout:
-                    failure = (f"test timeout: {track.current.nodeid} ran longer than "
-                               f"{settings.test_timeout:.0f} s")
-                    break
-                if now - start > settings.total_timeout:
-                    failure = f"session timeout after {settings.total_timeout:.0f} s"
-                    break
-                try:
-                    line = _readline(child, 1.0)
-                except pexpect.EOF:
-                    break
-                if line is None:
-                    continue
-                console_log.write(line + "\n")
-                console_log.flush()
-                lines.append(line)
-                event = track.feed(line)
-                if event is not None and event.event == "start":
-                    test_started = time.monotonic()
-                if panic_at is None and console_mod.is_panic(line):
-                    panic_at = time.monotonic()
-                    failure = "kernel panic: " + console_mod.clean(line)
+        result = run_guest(a.kernel, a.tests, a.out, settings, a.python)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: QEMU stopped", file=sys.stderr)
+        return 130
     finally:
-        _stop(child)
-    result.duration = time.monotonic() - start
-    result.booted = track.ready
-    if not failure and not track.done:
-        failure = track.init_error.splitlines()[-1] if track.init_error else \
-            "QEMU exited before the test session finished"
-    elif not failure and track.exit_code not in (0, 1):
-        # 2 interrupted, 3 internal error, 4 usage error, 5 no tests collected
-        failure = (f"pytest exited with code {track.exit_code} in the guest "
-                   f"(see {share / 'pytest.log'})")
-    result.completed = track.done and not failure
-    result.failure = failure
-    result.console_tail = "\n".join(console_mod.clean(x) for x in lines[-TAIL_LINES:])
-    result.tests = _merge(track, share, failure, expected)
-    result.splats = [s.text for s in console_mod.find_splats(track.outside, _MARK_RE)]
-    log(f"  guest: {'completed' if result.completed else 'FAILED: ' + failure} in "
-        f"{result.duration:.1f} s ({accel}); {len(result.tests)} tests")
-    return result
+        signal.signal(signal.SIGTERM, old)
+    for t in result.tests:
+        print(f"{t.outcome.upper():8} {t.nodeid} ({t.duration:.2f} s) {t.message}".rstrip())
+    for s in result.splats:
+        print(f"SPLAT outside tests: {s.splitlines()[0]}")
+    print(f"console: {a.out / 'console.log'}")
+    if not result.completed:
+        print(f"FAILED: {result.failure}\n--- console tail ---\n{result.console_tail}")
+        print(f"rerun QEMU by hand: {rerun_line(result.command)}")
+        return 3
+    return 1 if any(t.outcome in ("failed", "error") for t in result.tests) else 0
 
 
-def _readline(child: pexpect.spawn, timeout: float) -> str | None:
-    """One console line, or None when nothing complete arrived within `timeout`."""
-    try:
-        index = child.expect(["\r?\n", pexpect.TIMEOUT], timeout=timeout)
-    except pexpect.EOF:
-        if child.before:
-            rest, child.before = child.before, ""
-            return rest.rstrip("\r")
-        raise
-    if index == 1:
-        return None
-    return child.before.rstrip("\r")
+if __name__ == "__main__":
+    sys.exit(main())

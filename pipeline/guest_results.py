@@ -14,12 +14,21 @@ from pathlib import Path
 
 MARK = "@@PIPELINE:"
 MARK_RE = re.compile(re.escape(MARK) + r"(\{.*\})")
+MARK_LINE = re.compile(re.escape(MARK))  # any line carrying a marker, even a broken one
+RESULTS = "results.jsonl"
+REQUEST = "request.json"
 
 
 @dataclass
 class Event:
     event: str
     fields: dict
+
+
+def request_json(python: Path, plugin_dir: Path, tests: list[Path]) -> str:
+    """The host's request.json: what the guest init runs."""
+    return json.dumps({"python": str(python), "plugin_dir": str(plugin_dir),
+                       "tests": [str(t) for t in tests]}, indent=1)
 
 
 def parse_marker(line: str) -> Event | None:
@@ -38,7 +47,7 @@ def parse_marker(line: str) -> Event | None:
 
 
 def read_results(path: Path) -> list[Event]:
-    """Events of the results file; a torn last line (guest died mid-write) is dropped."""
+    """Events of the results file; a torn line (guest died mid-write) is dropped."""
     if not path.is_file():
         return []
     events = []
@@ -81,16 +90,21 @@ class ConsoleTrack:
             if MARK not in line:
                 (self.current.lines if self.current else self.outside).append(line)
             return None
+        self._apply(event)
+        return event
+
+    def _apply(self, event: Event) -> None:
         kind, f = event.event, event.fields
         if kind == "ready":
             self.ready = True
         elif kind == "collected":
             self.collected = [str(t) for t in f.get("tests", [])]
         elif kind == "start":
-            self.current = self.tests.setdefault(str(f.get("nodeid")), TestSlice(
-                str(f.get("nodeid"))))
+            nodeid = str(f.get("nodeid"))
+            self.current = self.tests.setdefault(nodeid, TestSlice(nodeid))
         elif kind == "result":
-            t = self.tests.setdefault(str(f.get("nodeid")), TestSlice(str(f.get("nodeid"))))
+            nodeid = str(f.get("nodeid"))
+            t = self.tests.setdefault(nodeid, TestSlice(nodeid))
             t.finished, t.outcome = True, str(f.get("outcome", ""))
             self.current = None
         elif kind == "done":
@@ -98,4 +112,12 @@ class ConsoleTrack:
             self.exit_code = f.get("exit")
         elif kind == "init-error":
             self.init_error = str(f.get("details", "guest init failed"))
-        return event
+
+    def absorb_file_events(self, events: list[Event]) -> None:
+        """Session-level events the console missed (a marker line garbled by kernel text)
+        taken from the results file: ready, done, init-error."""
+        missed = {"ready": not self.ready, "done": not self.done,
+                  "init-error": not self.init_error}
+        for ev in events:
+            if missed.get(ev.event):
+                self._apply(ev)

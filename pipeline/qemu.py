@@ -9,18 +9,19 @@ from pathlib import Path
 
 import yaml
 
-from .errors import StageFailed
+from .errors import BadInput, StageFailed
 
 DATA = Path(__file__).parent / "data" / "qemu.yaml"
 
 
 @dataclass
 class Machine:
-    """The machine settings file, read once per run."""
+    """The machine settings file (data, not code), read once per boot."""
 
     binary: str
     debian_package: str
     machine_args: list[str]
+    accel_args: dict[str, list[str]]
     root_tag: str
     root_path: str
     root_options: str
@@ -28,29 +29,39 @@ class Machine:
     out_options: str
     kernel_args: list[str]
     probe_seconds: float
+    probe_memory: str
+    probe_banner: str
 
     @classmethod
     def load(cls, path: Path = DATA) -> Machine:
-        raw = yaml.safe_load(path.read_text())
-        return cls(
-            binary=raw["binary"], debian_package=raw["debian_package"],
-            machine_args=[str(a) for a in raw["machine_args"]],
-            root_tag=raw["root_share"]["tag"], root_path=raw["root_share"]["path"],
-            root_options=raw["root_share"]["options"],
-            out_tag=raw["out_share"]["tag"], out_options=raw["out_share"]["options"],
-            kernel_args=[str(a) for a in raw["kernel_args"]],
-            probe_seconds=float(raw["probe_seconds"]))
+        try:
+            raw = yaml.safe_load(path.read_text())
+            return cls(
+                binary=str(raw["binary"]), debian_package=str(raw["debian_package"]),
+                machine_args=[str(a) for a in raw["machine_args"]],
+                accel_args={str(k): [str(a) for a in v]
+                            for k, v in (raw.get("accel_args") or {}).items()},
+                root_tag=raw["root_share"]["tag"], root_path=raw["root_share"]["path"],
+                root_options=raw["root_share"]["options"],
+                out_tag=raw["out_share"]["tag"], out_options=raw["out_share"]["options"],
+                kernel_args=[str(a) for a in raw["kernel_args"]],
+                probe_seconds=float(raw["probe_seconds"]),
+                probe_memory=str(raw.get("probe_memory", "256M")),
+                probe_banner=str(raw.get("probe_banner", "Linux version")))
+        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+            raise BadInput(f"{path}: bad QEMU settings file: {exc!r}") from exc
 
     def find_binary(self) -> str:
         """Absolute path of QEMU, or StageFailed naming the Debian package to install."""
         found = shutil.which(self.binary)
         if not found:
-            raise StageFailed(f"{self.binary} not found: install it with "
+            raise StageFailed(f"{self.binary} not found in PATH: install it with "
                               f"'apt-get install {self.debian_package}'")
         return found
 
 
 def qemu_version(binary: str) -> str:
+    """'7.2.x' from `qemu-system-x86_64 --version`, or 'unknown'."""
     try:
         out = subprocess.run([binary, "--version"], capture_output=True, text=True,
                              timeout=10, check=False).stdout
@@ -60,20 +71,37 @@ def qemu_version(binary: str) -> str:
     return first.removeprefix("QEMU emulator version ").strip() or "unknown"
 
 
+def _opt(value: str) -> str:
+    """A value inside a QEMU -fsdev option list: commas are doubled."""
+    return value.replace(",", ",,")
+
+
 def guest_argv(machine: Machine, binary: str, kernel: Path, *, accel: str, memory: str,
-               smp: int, init: str | None, out_share: Path | None, kernel_args: list[str],
-               qemu_args: list[str]) -> list[str]:
-    """The whole QEMU argv (a list: nothing goes through a shell)."""
+               smp: int, init: list[str] | None, out_share: Path | None,
+               kernel_args: list[str], qemu_args: list[str]) -> list[str]:
+    """The whole QEMU argv (a list: nothing goes through a shell).
+
+    `init` is the guest's PID 1 as an argv: its first word becomes `init=`, the rest are
+    handed to it after `--` on the kernel command line (the kernel passes everything after
+    `--` to init). The job's kernel_args come after the machine's, before `--`, so a job
+    may override any of them (the kernel keeps the last value of a parameter)."""
     append = list(machine.kernel_args)
     if init:
-        append.append(f"init={init}")
+        append.append(f"init={init[0]}")
     append += kernel_args
-    argv = [binary, "-accel", accel, "-m", memory, "-smp", str(smp), *machine.machine_args,
+    if init and len(init) > 1:
+        append += ["--", *init[1:]]
+    for word in append:
+        if not word or any(c.isspace() for c in word):
+            raise BadInput(f"kernel command line word {word!r} is empty or has white space "
+                           "(the kernel splits its command line at spaces)")
+    argv = [binary, "-accel", accel, *machine.accel_args.get(accel, []),
+            "-m", memory, "-smp", str(smp), *machine.machine_args,
             "-kernel", str(kernel),
-            "-fsdev", f"local,id=rootfs,path={machine.root_path},{machine.root_options}",
+            "-fsdev", f"local,id=rootfs,path={_opt(machine.root_path)},{machine.root_options}",
             "-device", f"virtio-9p-pci,fsdev=rootfs,mount_tag={machine.root_tag}"]
     if out_share is not None:
-        argv += ["-fsdev", f"local,id=outfs,path={out_share},{machine.out_options}",
+        argv += ["-fsdev", f"local,id=outfs,path={_opt(str(out_share))},{machine.out_options}",
                  "-device", f"virtio-9p-pci,fsdev=outfs,mount_tag={machine.out_tag}"]
     argv += ["-append", " ".join(append), *qemu_args]
     return argv

@@ -1,5 +1,6 @@
 """Splat detection on real captured console logs and on typical report shapes."""
 
+import re
 from pathlib import Path
 
 from pipeline import console
@@ -66,3 +67,73 @@ def test_ordinary_lines_are_not_splats():
     for line in ("rcu: \tRCU lockdep checking is enabled.", "Run /init as init process",
                  "@@PIPELINE:{\"event\": \"start\", \"nodeid\": \"t.py::test_bug\"}"):
         assert console.splat_kind(line) is None
+
+
+def test_real_oom_panic_during_a_test():
+    lines = _lines("b61-panic-oom-in-test.log")
+    splats = console.find_splats(lines)
+    assert [s.kind for s in splats] == ["panic"]
+    panic = splats[0]
+    assert panic.title == ("Kernel panic - not syncing: Out of memory: compulsory panic_on_oom "
+                           "is enabled")
+    assert panic.lines[-1] == "Kernel Offset: disabled"
+    assert "mem_cgroup_out_of_memory" in panic.text
+    # the OOM report before it ("invoked oom-killer", memory stats) is not a splat
+    assert not any("oom-killer" in line for line in panic.lines)
+
+
+def test_real_console_warn_report_ends_at_its_end_marker():
+    splats = console.find_splats(_lines("b61-kmsg-warn-in-test.log"))
+    assert [s.kind for s in splats] == ["warning"]
+    assert splats[0].lines[-1] == "---[ end trace 0000000000000000 ]---"
+    assert len(splats[0].lines) == 15
+
+
+def test_real_hang_and_clean_consoles_have_no_splat():
+    for name in ("b61-hang-test-timeout.log", "b61-clean-boot-basic-tests.log"):
+        assert console.find_splats(_lines(name)) == [], name
+
+
+HUNG_TASK = """\
+[  130.100000] INFO: task mkdir:88 blocked for more than 120 seconds.
+[  130.100001]       Not tainted 6.1.192+ #1
+[  130.100002] "echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message.
+[  130.100003] task:mkdir           state:D stack:0     pid:88    ppid:1      flags:0x00004000
+[  130.100004] Call Trace:
+[  130.100005]  <TASK>
+[  130.100006]  __schedule+0x2c5/0x8a0
+[  130.100007]  schedule+0x5d/0xe0
+[  130.100008]  </TASK>
+[  130.100009] 9pnet: a line that has nothing to do with it
+[  130.100010] more unrelated text
+"""
+
+
+def test_report_without_end_marker_ends_after_its_backtrace():
+    (splat,) = console.find_splats(HUNG_TASK.splitlines())
+    assert splat.kind == "hung-task"
+    assert splat.lines[-1] == " </TASK>"
+    assert "9pnet" not in splat.text
+
+
+def test_markers_inside_a_splat_are_skipped_with_ignore():
+    lines = ["WARNING: CPU: 0 PID: 1 at a.c:1 f+0x1/0x2", '@@PIPELINE:{"event": "x"}',
+             "---[ end trace 0 ]---"]
+    (splat,) = console.find_splats(lines, re.compile("@@PIPELINE:"))
+    assert splat.lines == [lines[0], lines[2]]
+
+
+def test_more_kinds():
+    samples = {
+        "bug": "kernel BUG at mm/slub.c:123!",
+        "soft-lockup": "watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [mkdir:77]",
+        "rcu-stall": "rcu: INFO: rcu_sched self-detected stall on CPU",
+        "atomic-sleep": "BUG: scheduling while atomic: mkdir/77/0x00000002",
+        "lockdep": "WARNING: possible circular locking dependency detected",
+        "ubsan": "UBSAN: shift-out-of-bounds in kernel/cgroup/cgroup.c:10:5",
+        "kasan": "BUG: KASAN: use-after-free in cgroup_mkdir+0x1/0x2",
+        "panic": "Kernel panic - not syncing: Fatal exception",
+    }
+    for kind, line in samples.items():
+        assert console.splat_kind(f"[    1.000000] {line}") == kind, line
+    assert console.clean("[    1.000000][    T1] BUG: x") == "BUG: x"

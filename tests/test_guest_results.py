@@ -1,27 +1,79 @@
-"""The guest protocol: console markers, the results file, and merging them after a crash."""
+"""The guest protocol: console markers, the results file, and merging them after a crash.
+
+Fed with consoles and results files captured from real boots of the 6.1 baseline kernel
+(tests/fixtures/console/*.log and *.results.jsonl).
+"""
 
 import json
 from pathlib import Path
 
 from pipeline import boot
-from pipeline.guest_results import ConsoleTrack, parse_marker, read_results
+from pipeline.guest_results import ConsoleTrack, Event, parse_marker, read_results
 
 FIXTURES = Path(__file__).parent / "fixtures" / "console"
 
 
-def test_markers_of_a_real_session():
+def replay(name: str) -> tuple[ConsoleTrack, list[Event]]:
     track = ConsoleTrack()
-    for line in (FIXTURES / "b61-clean-boot-basic-tests.log").read_text().splitlines():
+    for line in (FIXTURES / f"{name}.log").read_text().splitlines():
         track.feed(line)
+    return track, read_results(FIXTURES / f"{name}.results.jsonl")
+
+
+def test_markers_of_a_real_session():
+    track, events = replay("b61-clean-boot-basic-tests")
     assert track.ready and track.done and track.exit_code == 0
-    assert len(track.collected) == 6
+    assert len(track.collected) == 9
     assert all(t.finished and t.outcome == "passed" for t in track.tests.values())
+    assert [e.event for e in events][:2] == ["ready", "collected"]
+    assert events[-1].event == "done" and events[-1].fields == {"exit": 0}
+    tests = boot.merge_tests(track, events, "")
+    assert [t.outcome for t in tests] == ["passed"] * 9
+    assert all(t.duration > 0 for t in tests)
+
+
+def test_real_hang_merges_to_passed_unfinished_and_not_run():
+    track, events = replay("b61-hang-test-timeout")
+    assert track.current is not None and track.current.nodeid.endswith("test_never_returns")
+    tests = boot.merge_tests(track, events, "test timeout: X", [
+        "tests/guest-faults/test_hang.py::test_before_hang",
+        "tests/guest-faults/test_hang.py::test_never_returns",
+        "tests/guest-faults/test_hang.py::test_after_hang"])
+    assert [(t.outcome, t.message) for t in tests] == [
+        ("passed", ""), ("error", "did not finish: test timeout: X"),
+        ("error", "did not run: test timeout: X")]
+
+
+def test_real_panic_in_test_gives_its_kernel_log_to_the_test():
+    track, events = replay("b61-panic-oom-in-test")
+    tests = boot.merge_tests(track, events, "kernel panic: Out of memory")
+    assert [t.outcome for t in tests] == ["passed", "error", "error"]
+    dead = tests[1]
+    assert "invoked oom-killer" in dead.kernel_log and "Kernel panic" in dead.kernel_log
+    assert dead.kernel_log.splitlines()[0].startswith("[    ")  # printk timestamps kept
+    assert "\r" not in dead.kernel_log
+
+
+def test_real_splat_during_a_passing_test_fails_it():
+    track, events = replay("b61-kmsg-warn-in-test")
+    warned, clean = boot.merge_tests(track, events, "")
+    assert warned.outcome == "failed"
+    assert warned.message.startswith("kernel warning: WARNING: CPU: 0 PID: 123")
+    assert "cgroup_mkdir+0x3c/0x460" in warned.details
+    assert clean.outcome == "passed" and clean.kernel_log == ""
 
 
 def test_marker_broken_by_kernel_text_is_ignored():
     assert parse_marker('@@PIPELINE:{"event": "st[ 1.0] printk"art"}') is None
     ev = parse_marker('junk before @@PIPELINE:{"event": "ready"}')
     assert ev is not None and ev.event == "ready"
+
+
+def test_broken_marker_line_is_not_kernel_log():
+    track = ConsoleTrack()
+    track.feed('@@PIPELINE:{"event": "start", "nodeid": "t.py::a"}')
+    track.feed('@@PIPELINE:{"event": "res[    3.1] hello')
+    assert track.tests["t.py::a"].lines == []
 
 
 def test_torn_last_line_of_results_file_is_dropped(tmp_path):
@@ -32,39 +84,31 @@ def test_torn_last_line_of_results_file_is_dropped(tmp_path):
     assert [e.fields["nodeid"] for e in events] == ["a"]
 
 
-def test_merge_after_guest_died_mid_test(tmp_path):
+def test_session_events_missed_by_the_console_come_from_the_file():
     track = ConsoleTrack()
-    for line in ['@@PIPELINE:{"event": "ready"}',
-                 '@@PIPELINE:{"event": "collected", "tests": ["t.py::a", "t.py::b", "t.py::c"]}',
-                 '@@PIPELINE:{"event": "start", "nodeid": "t.py::a"}',
-                 '@@PIPELINE:{"event": "result", "nodeid": "t.py::a", "outcome": "passed"}',
-                 '@@PIPELINE:{"event": "start", "nodeid": "t.py::b"}',
-                 "[    5.0] BUG: kernel NULL pointer dereference, address: 0000000000000008",
-                 "[    5.1] Kernel panic - not syncing: Fatal exception"]:
-        track.feed(line)
-    (tmp_path / "results.jsonl").write_text(json.dumps(
-        {"event": "result", "nodeid": "t.py::a", "outcome": "passed", "duration": 0.5}) + "\n")
-    tests = {t.nodeid: t for t in boot._merge(track, tmp_path, "kernel panic")}
-    assert tests["t.py::a"].outcome == "passed"
-    assert tests["t.py::b"].outcome == "error"
-    assert "did not finish" in tests["t.py::b"].message
-    assert "NULL pointer" in tests["t.py::b"].kernel_log
-    assert tests["t.py::c"].outcome == "error" and "did not run" in tests["t.py::c"].message
+    track.absorb_file_events([Event("ready", {}), Event("done", {"exit": 1})])
+    assert track.ready and track.done and track.exit_code == 1
+    track.absorb_file_events([Event("done", {"exit": 0})])
+    assert track.exit_code == 1  # the console's own view is kept
 
 
-def test_splat_during_a_passing_test_fails_it(tmp_path):
+def test_file_result_is_authoritative_over_console_outcome():
     track = ConsoleTrack()
-    for line in ['@@PIPELINE:{"event": "collected", "tests": ["t.py::a"]}',
-                 '@@PIPELINE:{"event": "start", "nodeid": "t.py::a"}',
-                 "[    7.0] WARNING: CPU: 0 PID: 9 at kernel/cgroup/cgroup.c:1 x+0x1/0x2",
-                 "[    7.0] ---[ end trace 0000000000000000 ]---",
+    for line in ['@@PIPELINE:{"event": "start", "nodeid": "t.py::a"}',
                  '@@PIPELINE:{"event": "result", "nodeid": "t.py::a", "outcome": "passed"}']:
         track.feed(line)
-    (tmp_path / "results.jsonl").write_text(json.dumps(
-        {"event": "result", "nodeid": "t.py::a", "outcome": "passed", "duration": 0.1}) + "\n")
-    (test,) = boot._merge(track, tmp_path, "")
-    assert test.outcome == "failed"
-    assert test.message.startswith("kernel warning: WARNING: CPU: 0")
+    events = [Event("result", {"nodeid": "t.py::a", "outcome": "failed", "duration": 0.2,
+                               "message": "assert 1 == 2", "details": "tb"})]
+    (test,) = boot.merge_tests(track, events, "")
+    assert (test.outcome, test.message, test.details) == ("failed", "assert 1 == 2", "tb")
+
+
+def test_collection_error_becomes_an_error_test():
+    events = [Event("collect-error", {"nodeid": "bad.py", "details": "ImportError: x"}),
+              Event("collected", {"tests": []})]
+    (test,) = boot.merge_tests(ConsoleTrack(), events, "")
+    assert test.outcome == "error" and "collection failed" in test.message
+    assert "ImportError" in test.details
 
 
 def test_guest_init_keeps_the_hosts_tmp_when_the_project_lives_there():
