@@ -22,6 +22,7 @@ _LINKER_ERR = re.compile(r"(undefined reference to|multiple definition of|"
                          r"^[^\s:]+\.o: in function|collect2: error)")
 _MAKE_ERR = re.compile(r"^make(?:\[\d+\])?: \*\*\* .*$")
 _STEP = re.compile(r"^\s+(CC|AS|LD|AR)\s")
+NO_SPACE = "No space left on device"
 
 
 @dataclass
@@ -104,6 +105,11 @@ def build_kernel(src: Path, build_dir: Path, log_path: Path, timeout: float, log
         result.errors = extract_errors(text)
         first = result.errors[0] if result.errors else f"make exited {done.returncode}"
         result.reason = f"build failed: {first}"
+        if NO_SPACE in text:
+            free = shutil.disk_usage(build_dir).free if build_dir.exists() else 0
+            result.reason = (f"disk full while building in {build_dir} ({free >> 20} MiB "
+                             f"free): free some space and rerun; make removes the half-written "
+                             f"files, so the build folder stays usable")
     elif not image.is_file():
         result.reason = f"make succeeded but {image} is missing"
     else:

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from . import bench, checkseries, intake, matrix, rebase
+from . import bench, bisect, checkseries, intake, matrix, rebase
 from .errors import PipelineError
 from .job import ACCELS, Overrides, apply_overrides, load_job
 from .log import Log
@@ -62,6 +62,7 @@ def parser() -> argparse.ArgumentParser:
     matrix.register(sub)
     checkseries.register(sub)   # pipeline check-series
     rebase.register(sub)
+    bisect.register(sub)        # pipeline bisect-step, pipeline bisect
     return top
 
 

@@ -378,9 +378,17 @@ def _report_early_failure(run: _Run, variants: list[Variant], uses: dict[str, bo
         run.report.variants.append(vr)
 
 
-def run_job(job: Job, log: Log | None = None, build_only: bool = False) -> int:
+def run_job(job: Job, log: Log | None = None, build_only: bool = False,
+            tree: Tree | None = None) -> int:
     """Run every variant of `job`; returns the exit code (see pipeline.results).
-    `build_only` stops each variant after its build (OUT/<variant>/bzImage)."""
+    `build_only` stops each variant after its build (OUT/<variant>/bzImage). `tree` is a tree
+    the caller already prepared (pipeline bisect), used instead of the job's tree spec."""
+    return run_job_report(job, log, build_only, tree).exit_code()
+
+
+def run_job_report(job: Job, log: Log | None = None, build_only: bool = False,
+                   tree: Tree | None = None) -> RunReport:
+    """run_job(), returning the whole report (OUT/junit.xml and summary.json are written)."""
     log = log or Log()
     cache = Cache(job.cache_dir or default_cache_root())
     run = _Run(job, cache, log, RunReport(), build_only=build_only)
@@ -398,8 +406,9 @@ def run_job(job: Job, log: Log | None = None, build_only: bool = False) -> int:
         try:
             try:
                 t0 = time.monotonic()
-                tree = prepare_tree(job.tree, cache, log, job.tree_sha256)
-                log(f"tree {job.tree}: ok ({fmt_duration(time.monotonic() - t0)}), "
+                if tree is None:
+                    tree = prepare_tree(job.tree, cache, log, job.tree_sha256)
+                log(f"tree {tree.spec}: ok ({fmt_duration(time.monotonic() - t0)}), "
                     f"kernel {tree.version}")
                 series = series_mod.pick(choice, tree.version) if choice else None
                 if series is not None:
@@ -410,12 +419,14 @@ def run_job(job: Job, log: Log | None = None, build_only: bool = False) -> int:
                 if isinstance(exc, BadInput):
                     run.report.bad_input = exc.message
                 _report_early_failure(run, job.variants, uses, exc)
-                return _finish(run, start)
+                _finish(run, start)
+                return run.report
             for variant in job.variants:
                 _run_variant(run, variant, tree, series)
         except KeyboardInterrupt:
             _record_interrupt(run, signals.name or "SIGINT", uses)
-        return _finish(run, start)
+        _finish(run, start)
+        return run.report
 
 
 def _record_interrupt(run: _Run, name: str, uses: dict[str, bool]) -> None:
@@ -435,8 +446,12 @@ def _record_interrupt(run: _Run, name: str, uses: dict[str, bool]) -> None:
     for variant in run.job.variants:
         if variant.name not in seen:
             vr = VariantReport(variant.name, {"tree": run.job.tree})
-            _fill_skipped(vr, _planned(uses[variant.name]),
-                          f"not run: interrupted by {name}")
+            planned = _planned(uses[variant.name], run.build_only)
+            if not seen:  # stopped while the tree was prepared: the first stage is the error
+                vr.stages.append(Stage(planned[0], [Case(
+                    planned[0], ERROR, message=f"interrupted by {name} while preparing tree "
+                                               f"{run.job.tree}")]))
+            _fill_skipped(vr, planned, f"not run: interrupted by {name}")
             run.report.variants.append(vr)
 
 

@@ -64,14 +64,19 @@ def read_version(src: Path) -> str:
     makefile = src / "Makefile"
     if not makefile.is_file() or not (src / "Kconfig").is_file():
         raise BadInput(f"{src} is not a kernel source tree (no top-level Makefile and Kconfig)")
-    head = makefile.read_text(errors="replace")[:4000]
+    return parse_version(makefile.read_text(errors="replace"), str(makefile))
+
+
+def parse_version(text: str, where: str) -> str:
+    """The version from the text of a top-level kernel Makefile (`where` names it in errors)."""
+    head = text[:4000]
     fields: dict[str, str] = {}
     for name in ("VERSION", "PATCHLEVEL", "SUBLEVEL", "EXTRAVERSION"):
         match = re.search(rf"^{name}\s*=[ \t]*(\S*)[ \t]*$", head, re.MULTILINE)
         if match:
             fields[name] = match.group(1)
     if not fields.get("VERSION", "").isdigit() or not fields.get("PATCHLEVEL", "").isdigit():
-        raise BadInput(f"{makefile}: no VERSION/PATCHLEVEL lines: not a kernel source tree")
+        raise BadInput(f"{where}: no VERSION/PATCHLEVEL lines: not a kernel source tree")
     version = f"{fields['VERSION']}.{fields['PATCHLEVEL']}"
     if fields.get("SUBLEVEL", "").isdigit():
         version += f".{fields['SUBLEVEL']}"
@@ -314,8 +319,22 @@ def download(url: str, cache: Cache, log: Logger, sha256: str | None,
 
 # --- local git checkouts ----------------------------------------------------------------------
 
-def tree_from_git(path: Path, rev: str, cache: Cache, log: Logger, spec: str) -> Tree:
-    """Clone the user's checkout into the cache (only reading it) and check out `rev` there."""
+@dataclass(frozen=True)
+class UserCheckout:
+    """A user's git checkout and one of its commits (found by reading only)."""
+
+    path: Path
+    sha: str
+    common_dir: Path     # the repository's object store owner (shared by its worktrees)
+
+    @property
+    def clone_key(self) -> str:
+        """Name of the cache's clone of this repository (and of its lock, `tree-<key>`)."""
+        return f"git-{_slug(self.path.name)}-{short_hash(str(self.common_dir))}"
+
+
+def resolve_checkout(path: Path, rev: str, spec: str) -> UserCheckout:
+    """The commit `rev` of the user's checkout `path`; BadInput when either is not there."""
     try:
         user = git.Repo(path)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
@@ -328,19 +347,44 @@ def tree_from_git(path: Path, rev: str, cache: Cache, log: Logger, spec: str) ->
         common = Path(user.common_dir).resolve()
     finally:
         user.close()
-    clone_key = f"git-{_slug(path.name)}-{short_hash(str(common))}"
-    key = f"{clone_key}-{sha[:12]}"
+    return UserCheckout(path, sha, common)
+
+
+def user_clone(user: UserCheckout, cache: Cache, log: Logger) -> tuple[Path, str]:
+    """(path, key) of the cache's clone of the user's repository, made once with
+    `git clone --shared --no-checkout`: it borrows the user's objects (so later commits of
+    the user are visible in it by their id) and never writes to the user's repository.
+    The caller holds the lock `tree-<key>`."""
+    key = user.clone_key
     trees = cache.dir("trees")
-    clone = trees / clone_key
-    checkout = trees / key
-    with cache.lock(f"tree-{clone_key}", f"clone of {path}", log):
+    clone = trees / key
+    if not (clone / ".git" / MARKER).is_file():
+        shutil.rmtree(clone, ignore_errors=True)
+        log(f"  cloning {user.path} into the cache (--shared --no-checkout, read-only)")
+        _git(["clone", "--shared", "--no-checkout", "--quiet", str(user.path), str(clone)],
+             trees, f"cloning {user.path}")
+        (clone / ".git" / MARKER).write_text(json.dumps({"source": str(user.path)}))
+    return clone, key
+
+
+def commit_version(repo: Path, sha: str) -> str:
+    """The kernel version of commit `sha`, from its top Makefile (read with git show)."""
+    done = proc.run(["git", "show", f"{sha}:Makefile"], cwd=repo, timeout=60)
+    if done.returncode != 0:
+        raise BadInput(f"commit {sha[:12]} in {repo} has no top-level Makefile: "
+                       "not a kernel tree")
+    return parse_version(done.output, f"{sha[:12]}:Makefile")
+
+
+def tree_from_git(path: Path, rev: str, cache: Cache, log: Logger, spec: str) -> Tree:
+    """Clone the user's checkout into the cache (only reading it) and check out `rev` there."""
+    user = resolve_checkout(path, rev, spec)
+    sha = user.sha
+    with cache.lock(f"tree-{user.clone_key}", f"clone of {path}", log):
+        clone, clone_key = user_clone(user, cache, log)
+        key = f"{clone_key}-{sha[:12]}"
+        checkout = cache.dir("trees") / key
         try:
-            if not (clone / ".git" / MARKER).is_file():
-                shutil.rmtree(clone, ignore_errors=True)
-                log(f"  cloning {path} into the cache (--shared --no-checkout, read-only)")
-                _git(["clone", "--shared", "--no-checkout", "--quiet", str(path), str(clone)],
-                     trees, f"cloning {path}")
-                (clone / ".git" / MARKER).write_text(json.dumps({"source": str(path)}))
             done = clone / ".git" / "pipeline-checkouts" / sha
             if not done.is_file():
                 if checkout.exists():

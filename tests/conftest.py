@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+# Guest fault modules (hang, panic, WARN) are run by the boot tests inside a (fake) guest;
+# the host's pytest must not collect them.
+collect_ignore = ["guest-faults"]
+
 FAKE_MAKEFILE = """\
 VERSION = 6
 PATCHLEVEL = 1
@@ -60,6 +64,8 @@ if failed:
     sys.exit(2)
 image = out / 'arch/x86/boot/bzImage'
 image.parent.mkdir(parents=True, exist_ok=True)
+if os.environ.get('FAKE_BUILD_FILL'):  # a big object file: fills a small disk
+    (out / 'vmlinux.o').write_bytes(b'x' * int(os.environ['FAKE_BUILD_FILL']))
 image.write_bytes(b'fake bzImage ' + os.urandom(8))
 print('Kernel: arch/x86/boot/bzImage is ready')
 """
@@ -120,3 +126,20 @@ def fake_kernel_tarball(tmp_path: Path) -> Path:
 def logs() -> tuple[list[str], object]:
     lines: list[str] = []
     return lines, lines.append
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A real 2 MiB file system (a tmpfs; mounting needs root, as CI and the pipeline's
+    machines have) for disk-full tests."""
+    import os
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs for the disk-full test needs root")
+    where = tmp_path / "small-disk"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], check=True,
+                   timeout=30)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False, timeout=30)

@@ -44,3 +44,11 @@ def test_build_with_fake_kbuild(tmp_path):
     assert bad.errors == ["kernel/fork.c:2:2: error: broken here"]
     assert bad.reason == "build failed: kernel/fork.c:2:2: error: broken here"
     assert "broken here" in (tmp_path / "build.log").read_text()
+
+
+def test_disk_full_while_building_says_so(tmp_path, small_disk, monkeypatch):
+    src = write_fake_kernel(tmp_path / "src")
+    monkeypatch.setenv("FAKE_BUILD_FILL", str(8 << 20))
+    result = B.build_kernel(src, small_disk / "build", tmp_path / "build.log", 60, print)
+    assert not result.ok and result.image is None
+    assert result.reason.startswith(f"disk full while building in {small_disk / 'build'}")

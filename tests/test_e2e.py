@@ -6,6 +6,7 @@ fast. Run by default; deselect with `-m "not e2e"`.
 """
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -222,3 +223,131 @@ def test_hanging_guest_test_is_killed_at_the_test_timeout(tmp_path):
     hung = by_name["test_never_returns"].find("error")
     assert hung is not None and "test timeout" in hung.get("message")
     assert outcome(by_name["test_after"]) == "error"
+
+
+# --- bisect: a planted bad commit in a short history on top of Debian's 6.1 baseline -----------
+
+CLONE_CHILDREN_TEST = '''\
+"""Planted-bug detector for the bisect test: cgroup.clone_children of a new v1 cgroup is 0."""
+import ctypes
+import os
+
+libc = ctypes.CDLL(None, use_errno=True)
+ROOT = "/sys/fs/cgroup/bisect"
+
+
+def test_clone_children_defaults_to_0():
+    os.makedirs(ROOT, exist_ok=True)
+    assert libc.mount(b"cgroup", ROOT.encode(), b"cgroup", 0, b"none,name=bisect") == 0, \\
+        os.strerror(ctypes.get_errno())
+    try:
+        os.mkdir(f"{ROOT}/child")
+        with open(f"{ROOT}/child/cgroup.clone_children") as f:
+            value = f.read().strip()
+        os.rmdir(f"{ROOT}/child")
+        assert value == "0"
+    finally:
+        libc.umount2(ROOT.encode(), 0)
+'''
+
+# (file, old text, new text, subject): commit 3 plants the bug the test above detects.
+HISTORY = [
+    ("Documentation/admin-guide/cgroup-v1/cgroups.rst", None, "\n.. bisect test: doc 1\n",
+     "docs: cgroup-v1: a harmless documentation change"),
+    ("kernel/cgroup/cgroup-v1.c", None, "/* bisect test: comment 2 */\n",
+     "cgroup: a harmless comment in cgroup-v1.c"),
+    ("kernel/cgroup/cgroup-v1.c",
+     "\treturn test_bit(CGRP_CPUSET_CLONE_CHILDREN, &css->cgroup->flags);",
+     "\treturn !test_bit(CGRP_CPUSET_CLONE_CHILDREN, &css->cgroup->flags);",
+     "cgroup: planted bug: clone_children reads inverted"),
+    ("kernel/cgroup/cgroup-v1.c", None, "/* bisect test: comment 4 */\n",
+     "cgroup: another harmless comment"),
+    ("Documentation/admin-guide/cgroup-v1/cgroups.rst", None, "\n.. bisect test: doc 5\n",
+     "docs: cgroup-v1: another documentation change"),
+]
+
+
+def _git(repo: Path, *args: str, env: dict | None = None, stdin: str | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True,
+                          input=stdin, timeout=600, env={**os.environ, **(env or {})}).stdout
+
+
+@pytest.fixture(scope="module")
+def bisect_repo() -> tuple[Path, list[str]]:
+    """A user's 6.1 repository: Debian's baseline + HISTORY, made with git plumbing (no
+    checkout) with fixed dates, so its commit ids stay the same from run to run and the
+    pipeline's bisect worktree and build folder in the cache are reused."""
+    from pipeline.cache import Cache, default_cache_root
+    from pipeline.log import Log
+    from pipeline.tree import prepare_tree
+
+    cache = Cache(default_cache_root())
+    tree = prepare_tree("debian:6.1", cache, Log())
+    repo = cache.dir("test-repos") / "bisect-6.1"
+    if not (repo / ".git").is_dir():
+        subprocess.run(["git", "clone", "--quiet", "--shared", "--no-checkout", str(tree.repo),
+                        str(repo)], check=True, timeout=600)
+    fixed = {"GIT_AUTHOR_NAME": "Bisect Test", "GIT_AUTHOR_EMAIL": "bisect@example.invalid",
+             "GIT_COMMITTER_NAME": "Bisect Test",
+             "GIT_COMMITTER_EMAIL": "bisect@example.invalid",
+             "GIT_AUTHOR_DATE": "2026-11-30T00:00:00Z",
+             "GIT_COMMITTER_DATE": "2026-11-30T00:00:00Z",
+             "GIT_INDEX_FILE": str(repo / ".git" / "bisect-test-index")}
+    shas = [tree.commit]
+    _git(repo, "read-tree", tree.commit, env=fixed)
+    for path, old, new, subject in HISTORY:
+        text = _git(repo, "show", f"{shas[-1]}:{path}")
+        text = text.replace(old, new) if old else text + new
+        assert text != _git(repo, "show", f"{shas[-1]}:{path}"), path
+        blob = _git(repo, "hash-object", "-w", "--stdin", stdin=text).strip()
+        _git(repo, "update-index", "--cacheinfo", f"100644,{blob},{path}", env=fixed)
+        top = _git(repo, "write-tree", env=fixed).strip()
+        shas.append(_git(repo, "commit-tree", top, "-p", shas[-1], "-m", subject,
+                         env=fixed).strip())
+    _git(repo, "update-ref", "refs/heads/main", shas[-1])
+    _git(repo, "symbolic-ref", "HEAD", "refs/heads/main")
+    _git(repo, "branch", "-f", "keep-me", shas[1])
+    return repo, shas
+
+
+def _repo_state(repo: Path) -> tuple[str, str, str]:
+    return (_git(repo, "rev-parse", "HEAD"), _git(repo, "for-each-ref"),
+            _git(repo, "stash", "list"))
+
+
+def _pipeline(*args: str, timeout: float = 3600) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    print(done.stdout[-8000:], done.stderr[-3000:])
+    return done
+
+
+def test_bisect_finds_the_planted_commit(bisect_repo, tmp_path):
+    repo, shas = bisect_repo
+    test = tmp_path / "test_clone_children.py"
+    test.write_text(CLONE_CHILDREN_TEST)
+    before = _repo_state(repo)
+    done = _pipeline("bisect", "--tree", str(repo), "--good", shas[0], "--bad", "main",
+                     "--test", str(test), "--no-series", "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stdout[-4000:]
+    result = json.loads((tmp_path / "out" / "bisect.json").read_text())
+    assert result["first_bad"] == shas[3]
+    assert f"first bad commit: {shas[3]}" in done.stdout
+    verdicts = {s["sha"]: s["verdict"] for s in result["steps"]}
+    assert set(verdicts.values()) <= {"good", "bad"} and len(verdicts) <= 3
+    for sha, verdict in verdicts.items():
+        assert verdict == ("bad" if shas.index(sha) >= 3 else "good"), (sha, verdict)
+    assert _repo_state(repo) == before, "bisect changed the user's repository"
+
+
+@pytest.mark.parametrize("commit,code", [(3, 1), (2, 0)])
+def test_bisect_step_exit_codes_for_git_bisect_run(bisect_repo, tmp_path, commit, code):
+    repo, shas = bisect_repo
+    test = tmp_path / "test_clone_children.py"
+    test.write_text(CLONE_CHILDREN_TEST)
+    done = _pipeline("bisect-step", "--tree", f"{repo}@{shas[commit]}", "--no-series",
+                     "--test", str(test), "--out", str(tmp_path / "out"))
+    assert done.returncode == code, done.stdout[-4000:]
+    doc, _summary = load(tmp_path / "out")
+    names = [c.get("name") for c in cases(doc, "bisect.guest")]
+    assert names == ["test_clone_children_defaults_to_0"]

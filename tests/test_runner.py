@@ -329,3 +329,44 @@ def test_lock_wait_says_what_it_waits_for(tmp_path):
     assert "waiting for another pipeline run to finish with tree debian:6.1" in lines[0]
     with cache.lock("tree-x", "tree debian:6.1", lines.append):
         pass
+
+
+def _interrupt_after(monkeypatch, module, name: str, calls: int = 1) -> None:
+    """Make `module.name` send SIGTERM to this process after its `calls`-th call returns."""
+    real = getattr(module, name)
+    count = {"n": 0}
+
+    def wrapper(*args, **kwargs):
+        result = real(*args, **kwargs)
+        count["n"] += 1
+        if count["n"] == calls:
+            os.kill(os.getpid(), signal.SIGTERM)
+            threading.Event().wait(5)
+        return result
+
+    monkeypatch.setattr(module, name, wrapper)
+
+
+@pytest.mark.parametrize("where,stage", [
+    ("tree.safe_extract", "apply"),        # extracted, not yet committed: tree not cached
+    ("apply._apply_one", "apply"),         # 1 of 2 patches applied
+    ("kconfig.write_merged", "configure"),  # base config written, olddefconfig not run
+    ("build.build_kernel", "build"),        # image built, not yet copied out
+])
+def test_interrupt_at_each_stage_then_a_clean_run(project, fake_boot, monkeypatch, where,
+                                                  stage):
+    from pipeline import apply, build, kconfig, tree
+    module = {"tree": tree, "apply": apply, "kconfig": kconfig, "build": build}[
+        where.split(".")[0]]
+    with monkeypatch.context() as m:
+        _interrupt_after(m, module, where.split(".")[1])
+        code, summary, doc = run(project, "--variant", "patched")
+    assert code == 3 and summary["interrupted"] == "SIGTERM"
+    assert suites(doc)[f"patched.{stage}"] == "error"
+    assert suites(doc)["patched.boot"] == "skipped"
+    trees = project / "cache" / "trees"
+    assert not list(trees.glob(".tmp-*")), "a half-made tree was left in the cache"
+    code, summary, doc = run(project, "--variant", "patched")
+    assert code == 0, summary
+    assert [c.get("name")[:4] for c in doc.xpath(
+        "//testsuite[@name='patched.apply']/testcase")] == ["0001", "0002"]

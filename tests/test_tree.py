@@ -8,7 +8,7 @@ from conftest import add_member, git, make_tarball, write_fake_kernel
 
 from pipeline import tree as T
 from pipeline.cache import Cache
-from pipeline.errors import BadInput
+from pipeline.errors import BadInput, StageFailed
 
 
 def bad_tarball(tmp_path: Path, *members: dict) -> Path:
@@ -197,3 +197,14 @@ def test_url_tree_with_sha256(tmp_path, fake_kernel_tarball, http_server):
     assert not [p for p in (tmp_path / "c2" / "downloads").iterdir()]  # nothing left to reuse
     with pytest.raises(BadInput, match="HTTP 404"):
         T.prepare_tree(f"{base}/nope.tar.gz", cache, print)
+
+
+def test_disk_full_while_extracting_leaves_no_entry(tmp_path, small_disk):
+    parent = tmp_path / "srcparent"
+    src = write_fake_kernel(parent / "linux-big-6.1")
+    (src / "big.bin").write_bytes(os.urandom(4 << 20))   # does not fit in 2 MiB
+    tarball = make_tarball(parent, "linux-big-6.1", tmp_path / "linux-big-6.1.tar.gz")
+    cache = Cache(small_disk / "cache")
+    with pytest.raises(StageFailed, match="disk full while extracting"):
+        T.prepare_tree(str(tarball), cache, print)
+    assert list((small_disk / "cache" / "trees").iterdir()) == []
