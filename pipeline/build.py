@@ -23,6 +23,7 @@ _LINKER_ERR = re.compile(r"(undefined reference to|multiple definition of|"
 _MAKE_ERR = re.compile(r"^make(?:\[\d+\])?: \*\*\* .*$")
 _STEP = re.compile(r"^\s+(CC|AS|LD|AR)\s")
 NO_SPACE = "No space left on device"
+_COMPILER_WARN = re.compile(r"^(?P<file>[^\s:][^:]*):\d+(?::\d+)?: warning: (?P<msg>.*)$")
 
 
 @dataclass
@@ -52,6 +53,17 @@ def extract_errors(log_text: str, limit: int = 10) -> list[str]:
     if make:
         return _unique(make)[:limit]
     return [line for line in lines[-limit:] if line.strip()]
+
+
+def warning_keys(log_text: str) -> dict[tuple[str, str], str]:
+    """Compiler warnings of a build log: (file, message) -> the first full line. The line
+    number is left out of the key, so a warning that only moved is not a new one."""
+    found: dict[tuple[str, str], str] = {}
+    for line in log_text.splitlines():
+        m = _COMPILER_WARN.match(line.strip())
+        if m:
+            found.setdefault((m.group("file"), m.group("msg")), line.strip())
+    return found
 
 
 def _unique(items: list[str]) -> list[str]:

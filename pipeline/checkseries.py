@@ -5,8 +5,10 @@ the tree's scripts/checkpatch.pl on each patch.
 Work happens in a worktree and an incremental build folder the pipeline owns (never the user's
 checkout); builds use the pipeline's ccache. JUnit: suite `check-series.build` with the baseline
 and one testcase per patch, suite `check-series.checkpatch` with one testcase per patch.
-Exit 0 all good, 1 only checkpatch complained, 3 a patch did not apply or build (or the tree
-does not build without the series), 2 bad input.
+A build that prints a compiler warning no earlier build of the check printed (keyed by file
+and message, not line) fails that patch's testcase: the series must add no new warnings.
+Exit 0 all good, 1 only checkpatch complained, 3 a patch did not apply, did not build or added
+a warning (or the tree does not build without the series), 2 bad input.
 """
 
 from __future__ import annotations
@@ -75,13 +77,24 @@ def _checkpatch_case(patch: series_mod.Patch, result: CheckpatchResult, strict: 
                 details="\n".join(findings[:20]) if bad else "", stdout=result.output)
 
 
-def _build_case(name: str, build: build_mod.BuildResult, notes: list[str]) -> Case:
+def _build_case(name: str, build: build_mod.BuildResult, notes: list[str],
+                seen_warnings: dict[tuple[str, str], str]) -> Case:
+    """The testcase of one build; a compiler warning that no earlier build of this check
+    (the baseline included) printed fails it. `seen_warnings` is updated."""
     case = Case(name, PASSED, build.duration,
                 message=f"built ({build.steps} compile/link steps)", stdout="\n".join(notes))
+    warnings = build_mod.warning_keys(build.log_path.read_text(errors="replace")
+                                      if build.log_path.is_file() else "")
+    new = [line for key, line in warnings.items() if key not in seen_warnings]
+    seen_warnings.update(warnings)
     if not build.ok:
         case.status = FAILED
         case.message = build.reason
         case.details = "\n".join(build.errors) + f"\n\nfull log: {build.log_path}"
+    elif new:
+        case.status = FAILED
+        case.message = f"{len(new)} new compiler warning(s): {new[0]}"
+        case.details = "\n".join(new) + f"\n\nfull log: {build.log_path}"
     return case
 
 
@@ -139,6 +152,7 @@ def check_series(job: Job, log: Logger, *, baseline: bool = True, checkpatch: bo
     builds, checks = Stage("build"), Stage("checkpatch")
     vr.stages += [builds, checks]
     stop = ""
+    warnings: dict[tuple[str, str], str] = {}
     with cache.lock(f"worktree-{key}", f"worktree {worktree}", log), \
             cache.lock(f"build-{build_dir.name}", f"build folder {build_dir}", log), \
             tempfile.TemporaryDirectory(prefix="pipeline-check-") as tmp:
@@ -146,7 +160,8 @@ def check_series(job: Job, log: Logger, *, baseline: bool = True, checkpatch: bo
         checker = _Checker(job, tree, series, cache, log, worktree, build_dir)
         if build and baseline:
             result, notes = checker.build("baseline", "build-0000-baseline.log")
-            builds.cases.append(_build_case("0000 baseline (no patch)", result, notes))
+            builds.cases.append(_build_case("0000 baseline (no patch)", result, notes,
+                                            warnings))
             if not result.ok:
                 stop = "the tree does not build without the series"
         for patch in series.patches:
@@ -176,7 +191,7 @@ def check_series(job: Job, log: Logger, *, baseline: bool = True, checkpatch: bo
                 continue
             result, notes = checker.build(f"after patch {patch.index}",
                                           f"build-{patch.index:04d}.log")
-            builds.cases.append(_build_case(name, result, notes))
+            builds.cases.append(_build_case(name, result, notes, warnings))
     report = RunReport([vr], duration=time.monotonic() - start)
     write_junit(report, job.out / "junit.xml")
     code = 3 if builds.status == FAILED else 1 if checks.status == FAILED else 0

@@ -59,6 +59,8 @@ for c in sorted(src.rglob('*.c')):
         if line.startswith('#error'):
             print(f'{rel}:{n}:2: error: {line[7:]}')
             failed = True
+        elif line.startswith('#warning'):
+            print(f'{rel}:{n}:2: warning: {line[9:]} [-Wcpp]')
 if failed:
     print('make[2]: *** [scripts/Makefile.build:250: x.o] Error 1')
     sys.exit(2)

@@ -92,3 +92,16 @@ def test_clean_series_and_checkpatch_only_failure(tmp_path):
     assert cases(job.out / "junit.xml", "check-series.build") == {
         "0001 fork: step 1": "passed", "0002 fork: step 2": "passed"}
     assert check_series(job, lambda _: None, checkpatch=False) == 0
+
+
+def test_new_compiler_warning_fails_its_patch_only(tmp_path):
+    tarball, folder = make_tree_and_series(tmp_path, [
+        "int fork = 1;\n#warning old habit\n", "int fork = 2;\n\n#warning old habit\n",
+        "int fork = 3;\n#warning old habit\n#warning brand new\n"])
+    job = job_for(tmp_path, tarball, folder)
+    assert check_series(job, lambda _: None, checkpatch=False) == 3
+    assert cases(job.out / "junit.xml", "check-series.build") == {
+        "0000 baseline (no patch)": "passed", "0001 fork: step 1": "failure",
+        "0002 fork: step 2": "passed", "0003 fork: step 3": "failure"}
+    text = (job.out / "junit.xml").read_text()
+    assert "1 new compiler warning(s): kernel/fork.c:3:2: warning: brand new" in text
