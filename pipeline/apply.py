@@ -100,8 +100,11 @@ def parse_am_output(output: str) -> tuple[list[str], list[str]]:
         if m := re.match(r"^error: patch failed: (.+):(\d+)$", line):
             add(files, m.group(1))
             add(hunks, f"{m.group(1)}:{m.group(2)}")
-        elif (m := re.match(r"^CONFLICT \([^)]*\): .*?(?:Merge conflict in|in) (\S+)", line)) or (m := re.match(r"^error: (.+?): (?:does not exist in index|patch does not apply|"
-                           r"already exists in (?:index|working directory))$", line)):
+        elif (m := re.match(r"^CONFLICT \([^)]*\): .*?(?:Merge conflict in|in) (\S+)", line)) \
+                or (m := re.match(r"^error: (.+?): (?:does not exist in index|patch does not "
+                                  r"apply|already exists in (?:index|working directory))$", line)) \
+                or (m := re.match(r"^error: sha1 information is lacking or useless \((.+)\)\.$",
+                                  line)):
             add(files, m.group(1))
     return files, hunks
 
@@ -127,7 +130,12 @@ def _apply_one(worktree: Path, patch: Patch, patch_file: Path, timeout: float) -
             result.status = APPLIED_3WAY
     else:
         result.status = CONFLICTED
-        files, hunks = parse_am_output(done.output)
+        if "could not build fake ancestor" in done.output:
+            # The patch's blob ids are not in this repository (another tree), so git am had
+            # no base for a 3-way merge and named no hunk: ask git apply which hunks fail.
+            check = _git(["apply", "--check", "--verbose", str(patch_file)], worktree, timeout)
+            result.output += "\n$ git apply --check --verbose\n" + check.output
+        files, hunks = parse_am_output(result.output)
         unmerged = _git(["diff", "--name-only", "--diff-filter=U"], worktree, 120)
         for name in unmerged.output.split():
             if name not in files:

@@ -99,3 +99,30 @@ def test_parse_am_output():
         "Applying: x\nerror: patch failed: kernel/a.c:12\nerror: kernel/a.c: patch does not "
         "apply\nCONFLICT (content): Merge conflict in kernel/b.c\n")
     assert files == ["kernel/a.c", "kernel/b.c"] and hunks == ["kernel/a.c:12"]
+
+
+def test_patch_from_another_tree_names_its_failing_hunks(tmp_path):
+    """Blob ids unknown to the repository: git am --3way cannot build a fake ancestor and
+    names nothing; the failing files and hunks still come out (from git apply --check)."""
+    other = write_fake_kernel(tmp_path / "other", gitignore=False)
+    git(other, "init", "-q")
+    git(other, "add", "-A")
+    git(other, "commit", "-qm", "other base")
+    (other / "kernel" / "cgroup.c").write_text(
+        (other / "kernel" / "cgroup.c").read_text().replace("int line20;", "int line20 = 1;"))
+    git(other, "commit", "-qam", "cgroup: change line 20")
+    patch = tmp_path / "p.patch"
+    patch.write_text(git(other, "format-patch", "--stdout", "-1"))
+    repo = write_fake_kernel(tmp_path / "repo", gitignore=False)
+    (repo / "kernel" / "cgroup.c").write_text(
+        (repo / "kernel" / "cgroup.c").read_text().replace("int line20;", "int line20 = 2;"))
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "repo base")
+    from pipeline.series import Patch
+    result = A._apply_one(repo, Patch(1, "p.patch", "cgroup: change line 20", patch.read_text()),
+                          patch, 60)
+    assert result.status == A.CONFLICTED
+    assert result.files == ["kernel/cgroup.c"]
+    assert any(h.startswith("kernel/cgroup.c:") for h in result.hunks)
+    assert "git apply --check" in result.output
