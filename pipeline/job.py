@@ -55,6 +55,7 @@ class KselftestSettings:
     targets: list[str] = field(default_factory=lambda: ["cgroup"])   # tools/testing/selftests/*
     variants: list[str] = field(default_factory=lambda: ["baseline", "patched"])
     timeout_scale: float = 6.0      # kselftest's own per-test timeouts are sized for hardware
+    retries: int = 2                # reruns of programs with a regression (flaky or real?)
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,11 @@ class _Checker:
             raise self.fail(key, f"must be a positive integer, not {value!r}")
         return value
 
+    def count(self, value: Any, key: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.fail(key, f"must be a whole number >= 0, not {value!r}")
+        return value
+
     def strings(self, value: Any, key: str) -> list[str]:
         if value is None:
             return []
@@ -186,7 +192,7 @@ _TOP_KEYS = {"tree", "series", "base_config", "kconfig", "tests", "variants", "q
 _VARIANT_KEYS = {"name", "series", "kconfig_extra", "timeout_scale"}
 _QEMU_KEYS = {"memory", "smp", "accel", "kernel_args", "qemu_args"}
 _TIMEOUT_KEYS = {"build", "boot", "test", "total"}
-_KSELFTEST_KEYS = {"enabled", "targets", "variants", "timeout_scale"}
+_KSELFTEST_KEYS = {"enabled", "targets", "variants", "timeout_scale", "retries"}
 
 
 def normalize_tree_spec(spec: str, base: Path) -> str:
@@ -305,7 +311,8 @@ def load_job(path: Path | None = None) -> Job:
         targets=check.strings(raw_k.get("targets", dk.targets), "kselftest.targets"),
         variants=check.strings(raw_k.get("variants", dk.variants), "kselftest.variants"),
         timeout_scale=check.number(raw_k.get("timeout_scale", dk.timeout_scale),
-                                   "kselftest.timeout_scale"))
+                                   "kselftest.timeout_scale"),
+        retries=check.count(raw_k.get("retries", dk.retries), "kselftest.retries"))
     for i, name in enumerate(kselftest.variants if "variants" in raw_k else []):
         if not any(v.name == name for v in variants):
             raise check.fail(f"kselftest.variants[{i}]", f"no variant named {name!r}")

@@ -91,6 +91,7 @@ class CaseResult:
     message: str = ""
     details: str = ""
     duration: float = 0.0
+    retried: str = ""             # a failure that passed when run again: how it went
 
     @property
     def key(self) -> str:
@@ -355,7 +356,8 @@ class KselftestPhase:
 
 
 def run_phase(kernel: Path, build: SelftestBuild, out_dir: Path, settings: object,
-              python: Path, log: Logger, timeout_scale: float = 1.0) -> KselftestPhase:
+              python: Path, log: Logger, timeout_scale: float = 1.0,
+              only: list[str] | None = None) -> KselftestPhase:
     """Boot `kernel` once more and run the installed selftests (run_guest on the guest
     module); `settings` is a boot.BootSettings, copied and given the kselftest time budget.
     `timeout_scale` stretches kselftest's per-test timeouts (passed to the guest on the
@@ -366,16 +368,19 @@ def run_phase(kernel: Path, build: SelftestBuild, out_dir: Path, settings: objec
 
     from . import boot  # late: the host side works without the guest side
 
-    per_test, total = guest_time_budget(build.tests, timeout_scale)
+    tests = [t for t in build.tests if only is None or t.name in only]
+    paths = [build.guest_module] if only is None else [
+        Path(f"{build.guest_module}::test_selftest[{t.collection}:{t.name}]") for t in tests]
+    per_test, total = guest_time_budget(tests, timeout_scale)
     settings = dataclasses.replace(
         settings, test_timeout=max(settings.test_timeout, per_test),
         total_timeout=max(settings.total_timeout, total),
         kernel_args=list(settings.kernel_args) + [f"kselftest.timeout_scale={timeout_scale:g}"])
     scaled = [Selftest(t.collection, t.name, max(1, round(t.timeout * timeout_scale)))
-              for t in build.tests]
+              for t in tests]
     out_dir.mkdir(parents=True, exist_ok=True)
-    log(f"  kselftest: {len(build.tests)} programs, up to {fmt_duration(total)}")
-    result = boot.run_guest(kernel, [build.guest_module], out_dir, settings, python, log=log)
+    log(f"  kselftest: {len(tests)} programs, up to {fmt_duration(total)}")
+    result = boot.run_guest(kernel, paths, out_dir, settings, python, log=log)
     console = (out_dir / "console.log").read_text(errors="replace") \
         if (out_dir / "console.log").is_file() else ""
     runs = parse_console(console, scaled)

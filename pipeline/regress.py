@@ -6,6 +6,8 @@ Verdicts (per program and per subtest, matched by collection + key):
                 Any regression fails the job.
 - pre-existing: fails on both. Reported apart; does not hide a regression elsewhere.
 - fixed:        fails on baseline, passes on patched.
+- flaky:        a regression that passed when the program was run again on the patched
+                kernel (see `merge_retries`): reported, not a failure.
 - newly skipped: passed on baseline, skipped on patched (reported, not a failure).
 - pass / skip / missing: nothing to say beyond the results (skip reasons are kept).
 """
@@ -19,7 +21,8 @@ from .kselftest import ERROR, FAILED, PASSED, SKIPPED, CaseResult
 
 REGRESSION, PRE_EXISTING, FIXED = "regression", "pre-existing", "fixed"
 NEWLY_SKIPPED, PASS, SKIP, MISSING = "newly skipped", "pass", "skip", "missing"
-_ORDER = [REGRESSION, PRE_EXISTING, NEWLY_SKIPPED, FIXED, SKIP, MISSING, PASS]
+FLAKY = "flaky"
+_ORDER = [REGRESSION, FLAKY, PRE_EXISTING, NEWLY_SKIPPED, FIXED, SKIP, MISSING, PASS]
 _BAD = (FAILED, ERROR)
 
 
@@ -59,7 +62,9 @@ def verdict(baseline: CaseResult | None, patched: CaseResult | None) -> str:
     b = baseline.status if baseline else None
     p = patched.status if patched else None
     if p in _BAD:
-        return PRE_EXISTING if b in _BAD else REGRESSION
+        if b in _BAD:
+            return PRE_EXISTING
+        return FLAKY if patched is not None and patched.retried else REGRESSION
     if p is None:
         return REGRESSION if b == PASSED else MISSING
     if b in _BAD and p == PASSED:
@@ -82,10 +87,42 @@ def compare(baseline: list[CaseResult], patched: list[CaseResult]) -> Comparison
     return Comparison(rows)
 
 
+def regressed_programs(comp: Comparison) -> list[str]:
+    """Names of the programs with a regression (the ones worth running again)."""
+    names = [(r.patched or r.baseline).test for r in comp.regressions
+             if r.patched or r.baseline]
+    return list(dict.fromkeys(names))
+
+
+def merge_retries(results: list[CaseResult], comp: Comparison,
+                  retries: list[list[CaseResult]]) -> list[CaseResult]:
+    """`results` with every regression that passed in one of `retries` (later runs of the
+    same programs on the same kernel) marked as retried: compare() then calls it flaky. A
+    failure that fails again every time stays a regression."""
+    regressed = {(r.collection, r.key) for r in comp.regressions}
+    passed_in: dict[tuple[str, str], int] = {}
+    for n, run in enumerate(retries, 1):
+        for res in run:
+            if res.status == PASSED:
+                passed_in.setdefault((res.collection, res.key), n)
+    out = []
+    for res in results:
+        n = passed_in.get((res.collection, res.key))
+        if (res.collection, res.key) in regressed and res.status in _BAD and n:
+            res = CaseResult(res.collection, res.test, res.subtest, res.status, res.message,
+                             res.details, res.duration,
+                             retried=f"{res.status} on the first run, passed on retry {n} "
+                                     f"of {len(retries)}")
+        out.append(res)
+    return out
+
+
 def _cell(res: CaseResult | None) -> str:
     if res is None:
         return "—"
     text = res.status
+    if res.retried:
+        text += f" ({res.retried})"
     if res.message and res.status != PASSED:
         text += f": {res.message}"
     return text.replace("|", "\\|").replace("\n", " ")[:160]
@@ -134,5 +171,10 @@ def junit_rows(comp: Comparison, variant: str, label: str) -> list[tuple[str, Ca
             res = CaseResult(res.collection, res.test, res.subtest, res.status,
                              f"[{r.verdict}, baseline: {before}] {res.message}".strip(),
                              res.details, res.duration)
+        elif variant != "baseline" and r.verdict == FLAKY:
+            # Passed on a retry: a passing testcase that says what happened first.
+            res = CaseResult(res.collection, res.test, res.subtest, PASSED,
+                             f"[flaky: {res.retried}] first run: {res.message}".strip(),
+                             res.details, res.duration, res.retried)
         out.append((f"{label}.kselftest.{res.collection}", res))
     return out

@@ -96,3 +96,62 @@ def test_real_6_1_baseline_vs_patched():
             res.status = FAILED
     comp = regress.compare(results("b61-console-excerpt.log"), pat)
     assert [x.key for x in comp.regressions] == ["test_core: test_cgcore_destroy"]
+
+
+def test_a_regression_that_passes_on_a_retry_is_flaky_not_a_failure():
+    base = [r("migrate", PASSED), r("stats", PASSED), r("real", PASSED)]
+    first = [r("migrate", FAILED, "isn't frozen"), r("stats", FAILED), r("real", FAILED)]
+    comp = regress.compare(base, first)
+    assert sorted(x.key for x in comp.regressions) == [
+        "test_x: migrate", "test_x: real", "test_x: stats"]
+    assert regress.regressed_programs(comp) == ["test_x"]
+    retries = [[r("migrate", PASSED), r("stats", FAILED), r("real", FAILED)],
+               [r("migrate", FAILED), r("stats", PASSED), r("real", FAILED)]]
+    merged = regress.merge_retries(first, comp, retries)
+    final = regress.compare(base, merged)
+    assert [x.key for x in final.regressions] == ["test_x: real"]   # fails every time
+    assert sorted(x.key for x in final.by_verdict(regress.FLAKY)) == [
+        "test_x: migrate", "test_x: stats"]
+    stats = next(x for x in merged if x.subtest == "stats")
+    assert stats.retried == "failed on the first run, passed on retry 2 of 2"
+    rows = {res.key: res for _c, res in regress.junit_rows(final, "patched", "patched")}
+    assert rows["test_x: migrate"].status == PASSED
+    assert rows["test_x: migrate"].message.startswith("[flaky: failed on the first run")
+    assert rows["test_x: real"].status == FAILED
+    assert "| flaky |" in regress.markdown(final)
+
+
+def test_retries_do_not_touch_pre_existing_failures():
+    base, first = [r("old", FAILED)], [r("old", FAILED)]
+    merged = regress.merge_retries(first, regress.compare(base, first), [[r("old", PASSED)]])
+    assert regress.compare(base, merged).counts() == {regress.PRE_EXISTING: 1}
+
+
+def test_runner_retries_only_regressed_programs_in_fresh_boots(monkeypatch, tmp_path):
+    import types
+
+    from pipeline import runner
+    from pipeline.job import KselftestSettings
+
+    calls: list[tuple[Path, list[str]]] = []
+    retry_results = iter([[r("migrate", FAILED), r("real", FAILED)],
+                          [r("migrate", PASSED), r("real", FAILED)]])
+
+    def fake_phase(kernel, build, out_dir, settings, python, log, timeout_scale=1.0,
+                   only=None):
+        calls.append((out_dir, only))
+        return kselftest.KselftestPhase(None, [], next(retry_results))
+
+    monkeypatch.setattr(kselftest, "run_phase", fake_phase)
+    run = types.SimpleNamespace(job=types.SimpleNamespace(kselftest=KselftestSettings()),
+                                log=lambda _m: None)
+    base = [r("migrate", PASSED), r("real", PASSED),
+            CaseResult("cgroup", "test_ok", "", PASSED)]
+    first = [r("migrate", FAILED), r("real", FAILED), CaseResult("cgroup", "test_ok", "", PASSED)]
+    merged = runner._retry_regressions(run, Path("bzImage"), None, tmp_path, None, 6.0, base,
+                                       first)
+    assert calls == [(tmp_path / "kselftest-retry-1", ["test_x"]),
+                     (tmp_path / "kselftest-retry-2", ["test_x"])]
+    final = regress.compare(base, merged)
+    assert [x.key for x in final.regressions] == ["test_x: real"]
+    assert [x.key for x in final.by_verdict(regress.FLAKY)] == ["test_x: migrate"]
