@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
-STAGES = ("apply", "configure", "build", "boot", "guest", "kselftest-build", "kselftest")
+STAGES = ("apply", "configure", "build", "boot", "guest", "kselftest-build", "kselftest",
+          "kselftest-report")
 EXIT_OK, EXIT_TEST_FAILED, EXIT_BAD_INPUT, EXIT_STAGE_FAILED = 0, 1, 2, 3
 
 

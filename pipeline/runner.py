@@ -486,7 +486,16 @@ def _record_interrupt(run: _Run, name: str, uses: dict[str, bool]) -> None:
 
 
 def _finish(run: _Run, start: float) -> int:
-    _kselftest_report(run)
+    try:
+        _kselftest_report(run)
+    except Exception as exc:  # noqa: BLE001 - a bug: report it, never end without JUnit
+        detail = traceback.format_exc()
+        run.log(detail)
+        vr = run.report.variants[-1] if run.report.variants else None
+        if vr is not None:
+            vr.stages.append(Stage("kselftest-report", [Case(
+                "kselftest report", ERROR, message=f"internal error: {type(exc).__name__}: "
+                                                   f"{exc}", details=detail)]))
     _write_reports(run, start)
     code = run.report.exit_code()
     for vr in run.report.variants:

@@ -370,3 +370,16 @@ def test_interrupt_at_each_stage_then_a_clean_run(project, fake_boot, monkeypatc
     assert code == 0, summary
     assert [c.get("name")[:4] for c in doc.xpath(
         "//testsuite[@name='patched.apply']/testcase")] == ["0001", "0002"]
+
+
+def test_a_bug_in_the_kselftest_report_still_gives_junit(project, fake_boot, monkeypatch):
+    from pipeline import runner
+
+    def broken(run):
+        raise RuntimeError("bug in the report")
+
+    monkeypatch.setattr(runner, "_kselftest_report", broken)
+    code, _summary, doc = run(project, "--variant", "baseline")
+    assert code == 3
+    error = doc.xpath("//testsuite[@name='baseline.kselftest-report']/testcase/error")[0]
+    assert "bug in the report" in error.get("message")
