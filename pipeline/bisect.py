@@ -310,8 +310,11 @@ def _stepper(args: argparse.Namespace, tree_arg: str, log: Log) -> tuple[Stepper
     path, _, rev = tree_arg.partition("@") if not Path(tree_arg).exists() else (tree_arg, "", "")
     user = resolve_checkout((cwd / path).resolve(), rev or "HEAD", tree_arg)
     base = load_job(args.job)
-    series = None if args.no_series else (
-        normalize_series_spec(args.series, cwd) if args.series else base.series)
+    try:
+        series = None if args.no_series else (
+            normalize_series_spec(args.series, cwd) if args.series else base.series)
+    except ValueError as exc:
+        raise BadInput(f"--series: {exc}") from None
     if not args.no_series and series is None:
         raise BadInput("no series: pass --series SPEC, or --no-series to test commits as "
                        "they are")

@@ -170,3 +170,14 @@ def test_bisect_step_aborts_with_128_on_bad_input(tmp_path, monkeypatch, capsys)
     code = main(["bisect-step", "--tree", str(tmp_path / "nothing"), "--test", str(tmp_path)])
     assert code == B.ABORT
     assert "abort" in capsys.readouterr().out
+
+
+def test_bisect_refuses_a_missing_series_naming_the_flag(tmp_path, monkeypatch, capsys):
+    from pipeline.cli import main
+    repo = tmp_path / "linux"
+    make_history(repo, bug_at=2, total=2)
+    monkeypatch.chdir(tmp_path)
+    code = main(["bisect", "--tree", str(repo), "--good", "HEAD~2", "--bad", "HEAD",
+                 "--series", "no/such/series", "--test", str(tmp_path)])
+    assert code == 2
+    assert "--series: series 'no/such/series' does not exist" in capsys.readouterr().out
