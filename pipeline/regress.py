@@ -7,7 +7,8 @@ Verdicts (per program and per subtest, matched by collection + key):
 - pre-existing: fails on both. Reported apart; does not hide a regression elsewhere.
 - fixed:        fails on baseline, passes on patched.
 - flaky:        a regression that passed when the program was run again on the patched
-                kernel (see `merge_retries`): reported, not a failure.
+                kernel, or that the baseline failed too when run again under the same load
+                (see `merge_retries`): reported, not a failure.
 - newly skipped: passed on baseline, skipped on patched (reported, not a failure).
 - pass / skip / missing: nothing to say beyond the results (skip reasons are kept).
 """
@@ -95,24 +96,40 @@ def regressed_programs(comp: Comparison) -> list[str]:
 
 
 def merge_retries(results: list[CaseResult], comp: Comparison,
-                  retries: list[list[CaseResult]]) -> list[CaseResult]:
-    """`results` with every regression that passed in one of `retries` (later runs of the
-    same programs on the same kernel) marked as retried: compare() then calls it flaky. A
-    failure that fails again every time stays a regression."""
+                  retries: list[list[CaseResult]],
+                  baseline_retries: list[list[CaseResult]] | None = None) -> list[CaseResult]:
+    """`results` with every regression marked as retried (compare() then calls it flaky)
+    when it passed in one of `retries` (later runs of the same programs on the patched
+    kernel), or failed in one of `baseline_retries` (the same on the baseline kernel, under
+    the same load). A failure that fails every time on patched, while baseline keeps
+    passing, stays a regression."""
     regressed = {(r.collection, r.key) for r in comp.regressions}
-    passed_in: dict[tuple[str, str], int] = {}
-    for n, run in enumerate(retries, 1):
-        for res in run:
-            if res.status == PASSED:
-                passed_in.setdefault((res.collection, res.key), n)
+
+    def first_run(runs: list[list[CaseResult]], statuses: tuple[str, ...]
+                  ) -> dict[tuple[str, str], int]:
+        found: dict[tuple[str, str], int] = {}
+        for n, run in enumerate(runs, 1):
+            for res in run:
+                if res.status in statuses:
+                    found.setdefault((res.collection, res.key), n)
+        return found
+
+    passed_in = first_run(retries, (PASSED,))
+    base_failed_in = first_run(baseline_retries or [], _BAD)
     out = []
     for res in results:
-        n = passed_in.get((res.collection, res.key))
-        if (res.collection, res.key) in regressed and res.status in _BAD and n:
+        key = (res.collection, res.key)
+        how = ""
+        if key in regressed and res.status in _BAD:
+            if key in passed_in:
+                how = (f"{res.status} on the first run, passed on retry {passed_in[key]} of "
+                       f"{len(retries)}")
+            elif key in base_failed_in:
+                how = (f"{res.status} on every run; baseline failed it too on its retry "
+                       f"{base_failed_in[key]} (same load)")
+        if how:
             res = CaseResult(res.collection, res.test, res.subtest, res.status, res.message,
-                             res.details, res.duration,
-                             retried=f"{res.status} on the first run, passed on retry {n} "
-                                     f"of {len(retries)}")
+                             res.details, res.duration, retried=how)
         out.append(res)
     return out
 

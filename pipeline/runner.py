@@ -69,6 +69,7 @@ class _Run:
     current: tuple[VariantReport, str, float] | None = None   # stage now running
     build_only: bool = False                  # stop after the build (pipeline bench)
     kselftest: dict[str, list] = field(default_factory=dict)  # variant -> selftest results
+    kselftest_kernels: dict[str, _KselftestKernel] = field(default_factory=dict)
 
 
 def _planned(uses_series: bool, build_only: bool = False) -> list[str]:
@@ -225,39 +226,63 @@ def _kselftest_stages(run: _Run, vr: VariantReport, variant: Variant, src: Path,
         return
     settings = _boot_settings(run, variant, boot)
     scale = variant.timeout_scale * run.job.kselftest.timeout_scale
+    here = _KselftestKernel(kernel, build, out, settings, scale)
     phase = kselftest.run_phase(kernel, build, out / "kselftest", settings,
                                 Path(sys.executable), run.log, timeout_scale=scale)
     results = phase.results
     base = run.kselftest.get("baseline")
     if variant.name != "baseline" and base is not None and ks.retries:
-        results = _retry_regressions(run, kernel, build, out, settings, scale, base, results)
+        results = _retry_regressions(run, here, run.kselftest_kernels.get("baseline"), base,
+                                     results)
     run.kselftest[variant.name] = results
+    run.kselftest_kernels[variant.name] = here
 
 
-def _retry_regressions(run: _Run, kernel: Path, build, out: Path, settings, scale: float,
-                       base: list, results: list) -> list:
-    """Run the programs with a regression again (each retry a fresh boot, only those
-    programs): a failure that passes on a retry is reported as flaky and does not fail the
-    job; one that fails every time stays a regression. TCG on a shared 2-core machine makes
-    a few timing-bound subtests (test_cgfreezer_migrate, test_cpucg_stats) fail now and then
-    on either kernel."""
-    from . import kselftest, regress
+@dataclass(frozen=True)
+class _KselftestKernel:
+    """What it takes to run a variant's selftests once more."""
+
+    kernel: Path
+    build: object                 # kselftest.SelftestBuild
+    out: Path
+    settings: object              # boot.BootSettings
+    scale: float
+
+    def rerun(self, run: _Run, programs: list[str], n: int) -> list:
+        from . import kselftest
+
+        phase = kselftest.run_phase(self.kernel, self.build, self.out / f"kselftest-retry-{n}",
+                                    self.settings, Path(sys.executable), run.log,
+                                    timeout_scale=self.scale, only=programs)
+        return phase.results
+
+
+def _retry_regressions(run: _Run, patched: _KselftestKernel,
+                       baseline: _KselftestKernel | None, base: list, results: list) -> list:
+    """Run the programs with a regression again, each retry a fresh boot of the patched and
+    then of the baseline kernel with only those programs, so that both are seen under the
+    same load. A failure that passes on a patched retry, or that the baseline fails too on
+    its retry, is reported as flaky and does not fail the job; one that fails every time on
+    patched while baseline keeps passing stays a regression. Under TCG on a shared 2-core
+    machine a few timing-bound subtests (test_cgfreezer_migrate, test_cpucg_stats) fail now
+    and then on either kernel, more often when the host is busy."""
+    from . import regress
 
     retries: list[list] = []
-    programs = regress.regressed_programs(regress.compare(base, results))
+    base_retries: list[list] = []
+    first = regress.compare(base, results)
+    programs = regress.regressed_programs(first)
     for n in range(1, run.job.kselftest.retries + 1):
         if not programs:
             break
         run.log(f"  kselftest: {len(programs)} program(s) with a regression vs baseline, "
-                f"retry {n}/{run.job.kselftest.retries}: {', '.join(programs)}")
-        phase = kselftest.run_phase(kernel, build, out / f"kselftest-retry-{n}", settings,
-                                    Path(sys.executable), run.log, timeout_scale=scale,
-                                    only=programs)
-        retries.append(phase.results)
-        merged = regress.merge_retries(results, regress.compare(base, results), retries)
+                f"retry {n}/{run.job.kselftest.retries} on both kernels: {', '.join(programs)}")
+        retries.append(patched.rerun(run, programs, n))
+        if baseline is not None:
+            base_retries.append(baseline.rerun(run, programs, n))
+        merged = regress.merge_retries(results, first, retries, base_retries)
         programs = regress.regressed_programs(regress.compare(base, merged))
-    return regress.merge_retries(results, regress.compare(base, results), retries) \
-        if retries else results
+    return regress.merge_retries(results, first, retries, base_retries) if retries else results
 
 
 def _kselftest_report(run: _Run) -> None:

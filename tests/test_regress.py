@@ -127,31 +127,42 @@ def test_retries_do_not_touch_pre_existing_failures():
     assert regress.compare(base, merged).counts() == {regress.PRE_EXISTING: 1}
 
 
-def test_runner_retries_only_regressed_programs_in_fresh_boots(monkeypatch, tmp_path):
+def test_runner_retries_regressed_programs_on_both_kernels(monkeypatch, tmp_path):
     import types
 
     from pipeline import runner
     from pipeline.job import KselftestSettings
 
     calls: list[tuple[Path, list[str]]] = []
-    retry_results = iter([[r("migrate", FAILED), r("real", FAILED)],
-                          [r("migrate", PASSED), r("real", FAILED)]])
+    runs = {  # (kernel, retry) -> results of that fresh boot
+        ("patched", 1): [r("migrate", FAILED), r("real", FAILED), r("env", FAILED)],
+        ("baseline", 1): [r("migrate", PASSED), r("real", PASSED), r("env", PASSED)],
+        ("patched", 2): [r("migrate", PASSED), r("real", FAILED), r("env", FAILED)],
+        ("baseline", 2): [r("migrate", PASSED), r("real", PASSED), r("env", FAILED)],
+    }
 
     def fake_phase(kernel, build, out_dir, settings, python, log, timeout_scale=1.0,
                    only=None):
         calls.append((out_dir, only))
-        return kselftest.KselftestPhase(None, [], next(retry_results))
+        return kselftest.KselftestPhase(None, [], runs[(str(kernel), int(out_dir.name[-1]))])
 
     monkeypatch.setattr(kselftest, "run_phase", fake_phase)
     run = types.SimpleNamespace(job=types.SimpleNamespace(kselftest=KselftestSettings()),
                                 log=lambda _m: None)
-    base = [r("migrate", PASSED), r("real", PASSED),
+    patched = runner._KselftestKernel(Path("patched"), None, tmp_path / "p", None, 6.0)
+    baseline = runner._KselftestKernel(Path("baseline"), None, tmp_path / "b", None, 6.0)
+    base = [r("migrate", PASSED), r("real", PASSED), r("env", PASSED),
             CaseResult("cgroup", "test_ok", "", PASSED)]
-    first = [r("migrate", FAILED), r("real", FAILED), CaseResult("cgroup", "test_ok", "", PASSED)]
-    merged = runner._retry_regressions(run, Path("bzImage"), None, tmp_path, None, 6.0, base,
-                                       first)
-    assert calls == [(tmp_path / "kselftest-retry-1", ["test_x"]),
-                     (tmp_path / "kselftest-retry-2", ["test_x"])]
+    first = [r("migrate", FAILED), r("real", FAILED), r("env", FAILED),
+             CaseResult("cgroup", "test_ok", "", PASSED)]
+    merged = runner._retry_regressions(run, patched, baseline, base, first)
+    assert calls == [(tmp_path / "p" / "kselftest-retry-1", ["test_x"]),
+                     (tmp_path / "b" / "kselftest-retry-1", ["test_x"]),
+                     (tmp_path / "p" / "kselftest-retry-2", ["test_x"]),
+                     (tmp_path / "b" / "kselftest-retry-2", ["test_x"])]
     final = regress.compare(base, merged)
     assert [x.key for x in final.regressions] == ["test_x: real"]
-    assert [x.key for x in final.by_verdict(regress.FLAKY)] == ["test_x: migrate"]
+    assert sorted(x.key for x in final.by_verdict(regress.FLAKY)) == [
+        "test_x: env", "test_x: migrate"]
+    env = next(x for x in merged if x.subtest == "env")
+    assert env.retried == "failed on every run; baseline failed it too on its retry 2 (same load)"
