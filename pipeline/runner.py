@@ -272,6 +272,7 @@ def _retry_regressions(run: _Run, patched: _KselftestKernel,
     base_retries: list[list] = []
     first = regress.compare(base, results)
     programs = regress.regressed_programs(first)
+    merged = results
     for n in range(1, run.job.kselftest.retries + 1):
         if not programs:
             break
@@ -282,7 +283,7 @@ def _retry_regressions(run: _Run, patched: _KselftestKernel,
             base_retries.append(baseline.rerun(run, programs, n))
         merged = regress.merge_retries(results, first, retries, base_retries)
         programs = regress.regressed_programs(regress.compare(base, merged))
-    return regress.merge_retries(results, first, retries, base_retries) if retries else results
+    return merged
 
 
 def _kselftest_report(run: _Run) -> None:
