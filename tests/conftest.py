@@ -145,3 +145,38 @@ def small_disk(tmp_path: Path):
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False, timeout=30)
+
+
+def snapshot(repo: Path) -> dict:
+    """Everything a user could notice about their checkout."""
+    gitdir = repo / ".git"
+    return {
+        "head": git(repo, "rev-parse", "HEAD"),
+        "symbolic": git(repo, "symbolic-ref", "HEAD"),
+        "refs": git(repo, "for-each-ref"),
+        "stash": git(repo, "stash", "list"),
+        "status": git(repo, "status", "--porcelain", "--untracked-files=all"),
+        "index": (gitdir / "index").read_bytes(),
+        "worktrees": git(repo, "worktree", "list", "--porcelain"),
+        "files": {str(p.relative_to(repo)): p.read_bytes() for p in repo.rglob("*")
+                  if p.is_file() and ".git" not in p.relative_to(repo).parts},
+        "gitfiles": sorted(str(p.relative_to(gitdir)) for p in gitdir.rglob("*")),
+    }
+
+
+@pytest.fixture
+def user_repo(tmp_path: Path) -> Path:
+    repo = write_fake_kernel(tmp_path / "user", gitignore=False)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "v1")
+    git(repo, "tag", "v1")
+    (repo / "kernel" / "fork.c").write_text("int fork = 2;\n")
+    git(repo, "commit", "-q", "-am", "v2")
+    (repo / "kernel" / "fork.c").write_text("int fork = 3; /* stashed */\n")
+    git(repo, "stash", "-q")
+    (repo / "kernel" / "fork.c").write_text("int fork = 4; /* uncommitted */\n")
+    (repo / "kernel" / "staged.c").write_text("int staged;\n")
+    git(repo, "add", "kernel/staged.c")
+    (repo / "untracked.txt").write_text("mine")
+    return repo

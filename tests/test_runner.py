@@ -383,3 +383,21 @@ def test_a_bug_in_the_kselftest_report_still_gives_junit(project, fake_boot, mon
     assert code == 3
     error = doc.xpath("//testsuite[@name='baseline.kselftest-report']/testcase/error")[0]
     assert "bug in the report" in error.get("message")
+
+
+def test_user_checkout_is_untouched_by_a_passing_failing_or_interrupted_run(
+        project, fake_boot, monkeypatch, user_repo):
+    from conftest import snapshot
+
+    from pipeline import build
+    before = snapshot(user_repo)
+    flags = ("--variant", "patched", "--tree", f"{user_repo}@v1")
+    assert run(project, *flags)[0] == 0
+    with monkeypatch.context() as m:
+        _interrupt_after(m, build, "build_kernel")
+        code, summary, _doc = run(project, *flags)
+        assert code == 3 and summary["interrupted"] == "SIGTERM"
+    bad = project / "no-inet.config"
+    bad.write_text("CONFIG_9P_FS=y\n# CONFIG_INET is not set\n")
+    assert run(project, *flags, "--kconfig", str(bad))[0] == 3
+    assert snapshot(user_repo) == before
