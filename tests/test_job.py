@@ -137,3 +137,8 @@ def test_kselftest_section_is_validated(tmp_path):
     job.write_text("tree: debian:6.1\nkselftest: {enabled: yes-please}\n")
     with pytest.raises(BadInput, match="kselftest.enabled: must be true or false"):
         load_job(job)
+    job.write_text("tree: debian:6.1\nkselftest: {retries: -1}\n")
+    with pytest.raises(BadInput, match=r"job.yaml:2: kselftest.retries: must be a whole number"):
+        load_job(job)
+    job.write_text("tree: debian:6.1\nkselftest: {retries: 0}\n")
+    assert load_job(job).kselftest.retries == 0
