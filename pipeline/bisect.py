@@ -33,7 +33,7 @@ from .log import Log, fmt_duration
 from .qemu import Machine
 from .results import ERROR, FAILED, PASSED, RunReport
 from .runner import run_job_report
-from .tree import Tree, UserCheckout, commit_version, resolve_checkout, user_clone
+from .tree import Tree, UserCheckout, commit_version, resolve_checkout, split_rev, user_clone
 
 GOOD, BAD, SKIP, ABORT = 0, 1, 125, 128
 MARKS = {GOOD: "good", BAD: "bad", SKIP: "skip"}
@@ -307,8 +307,8 @@ def _variant(job: Job, name: str | None, with_series: bool) -> Variant:
 def _stepper(args: argparse.Namespace, tree_arg: str, log: Log) -> tuple[Stepper, str]:
     """The Stepper and the commit named by `tree_arg` (PATH or PATH@REV)."""
     cwd = Path.cwd()
-    path, _, rev = tree_arg.partition("@") if not Path(tree_arg).exists() else (tree_arg, "", "")
-    user = resolve_checkout((cwd / path).resolve(), rev or "HEAD", tree_arg)
+    path, rev = split_rev(tree_arg)
+    user = resolve_checkout((cwd / path).resolve(), rev, tree_arg)
     base = load_job(args.job)
     try:
         series = None if args.no_series else (

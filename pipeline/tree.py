@@ -411,6 +411,15 @@ def debian_tarball(version: str) -> Path:
     return Path(f"/usr/src/linux-source-{version}.tar.xz")
 
 
+def split_rev(spec: str) -> tuple[Path, str]:
+    """`PATH@REV` -> (PATH, REV); a PATH that exists as written (or has no `@`) -> HEAD."""
+    path = Path(spec)
+    if not path.exists() and "@" in spec:
+        head, rev = spec.rsplit("@", 1)
+        return Path(head), rev or "HEAD"
+    return path, "HEAD"
+
+
 def prepare_tree(spec: str, cache: Cache, log: Logger, sha256: str | None = None) -> Tree:
     """Turn a normalised tree SPEC (see job.normalize_tree_spec) into a cached Tree."""
     if spec.startswith("debian:"):
@@ -425,11 +434,7 @@ def prepare_tree(spec: str, cache: Cache, log: Logger, sha256: str | None = None
         tarball = download(spec, cache, log, sha256)
         key = f"url-{_slug(_strip_suffix(tarball.name))}-{short_hash(spec, sha256_file(tarball))}"
         return tree_from_tarball(tarball, cache, log, key, spec, spec)
-    path = Path(spec)
-    rev = "HEAD"
-    if not path.exists() and "@" in spec:
-        head, rev = spec.rsplit("@", 1)
-        path = Path(head)
+    path, rev = split_rev(spec)
     if path.is_file():
         if not path.name.endswith(TARBALL_SUFFIXES):
             raise BadInput(f"tree {spec}: not a tarball (.tar.xz, .tar.gz, .tgz) "
