@@ -6,16 +6,19 @@ import argparse
 import os
 import shlex
 import sys
+import traceback
 from pathlib import Path
 
 from . import bench, bisect, checkseries, intake, matrix, rebase
 from .errors import PipelineError
 from .job import ACCELS, Overrides, apply_overrides, load_job
 from .log import Log
+from .results import EXIT_INTERNAL
 from .runner import run_job
 
 EPILOG = """exit codes: 0 all passed, 1 a guest test failed, 2 bad input,
-3 apply/configure/build/boot failed (or the run was interrupted)"""
+3 apply/configure/build/boot failed (or the run was interrupted),
+4 internal error of the pipeline (a bug: please report it with the log)"""
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
@@ -84,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log("interrupted")
         return 3
+    except Exception:  # noqa: BLE001 - the last line of defence: never exit 1 for our own bug
+        log("internal error of the pipeline (exit 4), please report it with this traceback:")
+        log(traceback.format_exc().rstrip())
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -22,3 +22,9 @@ class StageFailed(PipelineError):
     """Apply, configure, build or boot failed."""
 
     exit_code = 3
+
+
+class InternalError(PipelineError):
+    """A bug of the pipeline (an unexpected exception): exit code 4, never 1 or 3."""
+
+    exit_code = 4

@@ -8,6 +8,9 @@ PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
 STAGES = ("apply", "configure", "build", "boot", "guest", "kselftest-build", "kselftest",
           "kselftest-report")
 EXIT_OK, EXIT_TEST_FAILED, EXIT_BAD_INPUT, EXIT_STAGE_FAILED = 0, 1, 2, 3
+# A bug of the pipeline itself (an exception nobody expected): never 1, which means "a test
+# failed", and never 3, which means the kernel or the series is at fault.
+EXIT_INTERNAL = 4
 
 
 @dataclass
