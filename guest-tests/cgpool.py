@@ -11,7 +11,8 @@ How a test tells the fast path from the slow path (see the pool semantics brief)
 member's inode number (its kernfs id, allocated from a per-hierarchy counter that only
 grows) was allocated when the pool was filled, so a directory served from the pool has a
 smaller inode than a probe cgroup made after the fill, and a slow-path mkdir gets a larger
-one. A served directory also keeps its fill-time mode 0755 whatever mode mkdir asked for.
+one. That is the only difference: a served directory has the mode mkdir asked for (umask
+applied) and the caller's owner, like a slow-path one, and `mkdir_fast` checks it.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ from dataclasses import dataclass
 NO_POOL = "kernel without the cgroup pool series: no pool_size file"
 SUPPLY_DELAY = "/proc/sys/kernel/cgroup_supply_delay_time"
 CGROUP_ROOT = "/sys/fs/cgroup"          # a tmpfs in the guest
-MEMBER_MODE = 0o755                     # mode of every pool member (fixed at fill time)
-ASKED_MODE = 0o700                      # what the tests ask for: tells the two paths apart
+ASKED_MODE = 0o700                      # what the tests ask for: both paths must give it
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -205,11 +205,106 @@ class Hierarchy:
     def mkdir_fast(self, rel: str, probe: int) -> bool:
         """mkdir `rel` with mode 0700 and say whether the pool served it (True) or it was
         created on the slow path (False), from its inode against `probe` (made after the
-        pool was last filled). The mode must tell the same story."""
+        pool was last filled). Either way it must have the mode asked for."""
         made = self.mkdir(rel, ASKED_MODE)
         fast = made.ino < probe
-        want = MEMBER_MODE if fast else ASKED_MODE
-        assert made.mode == want, (
-            f"{rel}: inode {made.ino} {'<' if fast else '>'} probe {probe} says "
-            f"{'fast' if fast else 'slow'} path, but mode is {made.mode:o}, not {want:o}")
+        assert made.mode == ASKED_MODE, (
+            f"{rel}: mkdir asked for mode {ASKED_MODE:o} and got {made.mode:o} on the "
+            f"{'fast' if fast else 'slow'} path (inode {made.ino}, probe {probe})")
         return fast
+
+    def served_now(self, rel: str) -> bool:
+        """Make a probe, then mkdir `rel`: True if the pool served it (a member made before
+        the probe). Safe while a refill runs: a member made after the probe counts as
+        slow, so a caller polls until a refill has finished one member."""
+        return self.mkdir_fast(rel, self.probe())
+
+
+# --- raw mounts, other users --------------------------------------------------------------
+
+def mount_v1(options: str, root: str) -> None:
+    """mount -t cgroup -o `options` cgroup `root` (made if missing)."""
+    os.makedirs(root, exist_ok=True)
+    if _libc.mount(b"cgroup", root.encode(), b"cgroup", 0, options.encode()) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount -t cgroup -o {options} cgroup {root}: {os.strerror(err)}")
+
+
+def umount(root: str) -> None:
+    if _libc.umount2(root.encode(), 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"umount {root}: {os.strerror(err)}")
+
+
+def hierarchy_alive(key: str) -> bool:
+    """Does a v1 hierarchy whose /proc/self/cgroup controller field is `key` exist?"""
+    return bool(_hierarchy_ids(key))
+
+
+def chown_cgroup(path: str, uid: int, gid: int) -> None:
+    """Delegate a cgroup the documented v1 way: the directory and its files."""
+    os.chown(path, uid, gid)
+    for name in os.listdir(path):
+        full = os.path.join(path, name)
+        if not os.path.isdir(full):
+            os.chown(full, uid, gid)
+
+
+def as_user(uid: int, gid: int, func: Callable[[], int], umask: int = 0o022,
+            timeout: float = 60.0) -> int:
+    """Run `func` in a child process with uid/gid `uid`/`gid`, no supplementary groups and
+    so no capabilities; returns what `func` returned (0..255), 255 if it raised."""
+    pid = os.fork()
+    if pid == 0:  # child: never return into the test runner
+        code = 255
+        try:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            os.umask(umask)
+            code = int(func())
+        except BaseException:  # noqa: BLE001 - reported through the exit code
+            import traceback
+            traceback.print_exc()
+        finally:
+            os._exit(code & 0xFF)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            raise AssertionError(f"child as uid {uid} did not finish in {timeout:.0f} s")
+        time.sleep(0.01)
+
+
+def figure(text: str) -> None:
+    """Record a measured figure: a line in figures.log beside the results file in the
+    output share (the host keeps it in OUT/<variant>/guest/), and on stdout."""
+    print("FIGURE " + text)
+    results = os.environ.get("PIPELINE_RESULTS")
+    if results:
+        with open(os.path.join(os.path.dirname(results), "figures.log"), "a") as f:
+            f.write(text + "\n")
+
+
+def release_named(options: str, key: str, root: str, timeout: float = 15.0) -> None:
+    """Mount again if needed, disable the root's pool, unmount, and wait for the hierarchy
+    to be freed. Removed cgroups are released asynchronously and umount frees a hierarchy
+    only if none is left then (on any kernel), so mount and unmount again until it goes."""
+    if not os.path.ismount(root):
+        mount_v1(options, root)
+    if read(os.path.join(root, "pool_size")) != "0":
+        code = write(os.path.join(root, "pool_size"), "0")
+        assert code == 0, f"disable the pool of {root}: {errname(code)}"
+    deadline = time.monotonic() + timeout
+    while True:
+        umount(root)
+        if wait_until(lambda: not hierarchy_alive(key), timeout=0.5, step=0.02):
+            break
+        assert time.monotonic() < deadline, \
+            f"{key} outlived its umounts for {timeout:.0f} s after its pool was disabled"
+        mount_v1(options, root)
+    os.rmdir(root)

@@ -3,8 +3,8 @@ renames it to the requested name.
 
 How the fast path is told from the slow one (cgpool): a member's inode number was allocated
 at fill time, so it is smaller than that of a probe cgroup made after the fill, while a
-slow-path mkdir gets a larger one; and a member keeps its fill-time mode 0755 whatever mode
-mkdir asked for.
+slow-path mkdir gets a larger one. Nothing else may tell them apart: the mode is the one
+mkdir asked for on both paths.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import subprocess
 import threading
 
 import pytest
-from cgpool import ASKED_MODE, MEMBER_MODE, read, wait_until, write
+from cgpool import ASKED_MODE, read, wait_until, write
 
 LONG_DELAY_MS = 600_000   # keeps the refill out of tests that count members
 
@@ -36,8 +36,8 @@ def test_mkdir_is_served_from_the_pool(pool):
     os.mkdir(pool.path("P/a"), ASKED_MODE)
     st = os.stat(pool.path("P/a"))
     assert st.st_ino < probe, f"slow path: inode {st.st_ino} > probe {probe}"
-    assert stat.S_IMODE(st.st_mode) == MEMBER_MODE, \
-        f"mode {stat.S_IMODE(st.st_mode):o}: a served cgroup keeps its fill-time mode 755"
+    assert stat.S_IMODE(st.st_mode) == ASKED_MODE, \
+        f"mode {stat.S_IMODE(st.st_mode):o}: a served cgroup must have the mode mkdir asked for"
     assert os.stat(pool.path("P/a/cgroup.procs")).st_ino < probe, "its files are new"
     assert pool.children("P") == ["a"]
 
@@ -111,32 +111,32 @@ def test_existing_name_is_eexist_and_loses_no_member(pool, supply_delay):
     assert pool.children("P") == ["a", "b", "c"]
 
 
-def test_member_name_is_served_by_name(pool, supply_delay):
-    """mkdir pool-<k> takes the hidden member of that name. Members are made in name order,
-    so their inode order is their name order: pool-<k> is the k-th smallest."""
+def test_member_like_names_are_ordinary_names(pool, supply_delay):
+    """Hidden members have names no mkdir or rename can ask for (they contain a newline), so
+    a name like pool-<k> is an ordinary name: served like any other, never EEXIST, and a
+    rename onto it works."""
     supply_delay(LONG_DELAY_MS)
     pool.mkdir("P")
-    pool.set_pool("P", 3)                           # pool-0 .. pool-5
+    pool.set_pool("P", 3)                           # six members
     probe = pool.probe()
-    names = ["pool-0", "pool-4", "pool-7", "x", "y", "z"]   # pool-7 is no member: any one
-    inos = {}
+    names = ["pool-0", "pool-4", "pool-7", "x", "y"]
     for name in names:
-        made = pool.mkdir(f"P/{name}", ASKED_MODE)
-        assert made.ino < probe and made.mode == MEMBER_MODE, f"P/{name} took the slow path"
-        inos[name] = made.ino
-    order = sorted(inos.values())
-    assert inos["pool-0"] == order[0], f"mkdir pool-0 did not get member pool-0: {inos}"
-    assert inos["pool-4"] == order[4], f"mkdir pool-4 did not get member pool-4: {inos}"
+        assert pool.mkdir_fast(f"P/{name}", probe), f"P/{name} took the slow path"
+    os.rename(pool.path("P/x"), pool.path("P/pool-5"))
+    os.rename(pool.path("P/y"), pool.path("P/pool-1"))
+    assert pool.mkdir_fast("P/pool-3", probe), "the sixth member was not served"
     assert not pool.mkdir_fast("P/w", probe), "the pool had more than 6 members"
-    assert pool.children("P") == sorted([*names, "w"])
+    assert pool.children("P") == sorted(["pool-0", "pool-1", "pool-3", "pool-4", "pool-5",
+                                         "pool-7", "w"])
 
 
 def test_concurrent_mkdir_rmdir_rename(pool):
     threads, ops, size = 16, 20, 8
     pool.mkdir("P")
     pool.set_pool("P", size)
+    probe = pool.probe()
     errors: list[str] = []
-    modes: list[int] = []
+    inos: list[int] = []
     start = threading.Barrier(threads)
 
     def worker(t: int) -> None:
@@ -145,7 +145,9 @@ def test_concurrent_mkdir_rmdir_rename(pool):
             for i in range(ops):
                 path = pool.path("P", f"t{t}-{i}")
                 os.mkdir(path, ASKED_MODE)
-                modes.append(stat.S_IMODE(os.stat(path).st_mode))
+                st = os.stat(path)
+                assert stat.S_IMODE(st.st_mode) == ASKED_MODE, f"{path}: {st.st_mode:o}"
+                inos.append(st.st_ino)
                 if i % 2:
                     os.rmdir(path)
                 elif i % 4 == 0:
@@ -165,12 +167,13 @@ def test_concurrent_mkdir_rmdir_rename(pool):
     assert set(pool.children("P")) == want
     for name in want:
         assert os.path.exists(pool.path("P", name, "cgroup.procs")), name
-    served = modes.count(0o755)
-    assert served >= 2 * size, f"only {served} of {len(modes)} mkdirs were served by the pool"
+    served = sum(1 for ino in inos if ino < probe)
+    assert served >= 2 * size, f"only {served} of {len(inos)} mkdirs were served by the pool"
     if pool.controller:
         pool.set_pool("P", 0)
-        assert wait_until(lambda: pool.num_cgroups() == 2 + len(want), timeout=10), \
-            f"{pool.num_cgroups()} cgroups, want {2 + len(want)}: members leaked"
+        # the root, P, the probe and the visible children
+        assert wait_until(lambda: pool.num_cgroups() == 3 + len(want), timeout=10), \
+            f"{pool.num_cgroups()} cgroups, want {3 + len(want)}: members leaked"
 
 
 def test_mkdir_while_the_pool_is_toggled(pool):

@@ -1,7 +1,9 @@
 """Boot a built kernel under QEMU, run the guest tests in it, and collect the results.
 
 The console is driven with pexpect. Nothing here waits without a deadline: the boot, each
-test and the whole session have timeouts, a kernel panic ends the session at once, and
+test and the whole session have timeouts, a kernel panic ends the session at once (so does
+an Oops, BUG or general protection fault while a test runs: that test fails with the trace,
+the tests after it count as not run), and
 QEMU is always terminated (then killed) on the way out, also on Ctrl-C / SIGTERM (which
 arrive here as KeyboardInterrupt). The guest side and the result format are described in
 docs/guest-protocol.md.
@@ -234,6 +236,14 @@ def _drive(child: pexpect.spawn, console_log, track: ConsoleTrack, watch: _Watch
         if watch.panic_at is None and console_mod.is_panic(line):
             watch.panic_at = now
             watch.failure = "kernel panic: " + console_mod.clean(line)
+        elif watch.panic_at is None and track.current is not None \
+                and console_mod.is_fatal(line):
+            # an Oops/BUG during a test: keep its trace for PANIC_GRACE, then stop instead
+            # of waiting for the test timeout; the rest of this boot counts as not run
+            watch.panic_at = now
+            watch.failure = (f"kernel {console_mod.splat_kind(line)} during "
+                             f"{track.current.nodeid}: {console_mod.clean(line)}")
+            log(f"  guest: {watch.failure}; stopping this boot")
 
 
 def _session_failure(track: ConsoleTrack, watch: _Watch, lines: list[str], ended: str,

@@ -94,6 +94,17 @@ def is_panic(line: str) -> bool:
     return "Kernel panic - not syncing" in line
 
 
+# Splats after which the kernel is not worth running tests on: the faulting task was killed
+# with locks held, so the test that triggered it usually hangs until its timeout, and every
+# later verdict of that boot is suspect.
+FATAL_KINDS = frozenset({"oops", "bug", "gpf", "panic"})
+
+
+def is_fatal(line: str) -> bool:
+    """Is `line` the first line of an Oops, a BUG, a general protection fault or a panic?"""
+    return splat_kind(line) in FATAL_KINDS
+
+
 class _Open:
     """A splat being collected."""
 

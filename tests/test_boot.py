@@ -132,6 +132,35 @@ def test_panic_in_a_test(fake, tmp_path, monkeypatch):
     assert_gone(fake[1])
 
 
+def test_oops_in_a_test_ends_the_boot_at_once(fake, tmp_path, monkeypatch):
+    """A real Oops (the first ports' refill running on a freed root) while the test sleeps:
+    the test fails with the trace right away, not at its 300 s timeout."""
+    replay(monkeypatch, "p61-oops-in-test", "replay-then-hang")
+    result = run(fake, tmp_path, [FAULTS / "test_oops_in_test.py"], test_timeout=300.0)
+    assert result.booted and not result.completed
+    assert result.duration < 30, f"waited {result.duration:.0f} s after the Oops"
+    assert result.failure.startswith("kernel bug during ") and \
+        "test_root_pool_freed_under_its_refill" in result.failure and \
+        "BUG: unable to handle page fault" in result.failure, result.failure
+    by_name = {t.nodeid.split("::")[1]: t for t in result.tests}
+    assert by_name["test_before_oops"].outcome == "passed"
+    oops = by_name["test_root_pool_freed_under_its_refill"]
+    assert oops.outcome == "error" and oops.message.startswith("did not finish: kernel bug")
+    assert "cgroup_pool_supply_workfn" in oops.kernel_log
+    assert by_name["test_after_oops"].outcome == "error"
+    assert by_name["test_after_oops"].message.startswith("did not run: kernel bug")
+    assert any("stopping this boot" in line for line in result.logged)
+    assert_gone(fake[1])
+
+
+def test_a_warning_in_a_test_does_not_end_the_boot(fake, tmp_path, monkeypatch):
+    """Only fatal splats end the boot: a WARN fails its test, the next tests still run."""
+    replay(monkeypatch, "b61-kmsg-warn-in-test")
+    result = run(fake, tmp_path, [FAULTS / "test_kmsg_warn.py"])
+    assert result.completed, result.failure
+    assert not any("stopping this boot" in line for line in result.logged)
+
+
 def test_panic_at_boot_lists_every_test_as_not_run(fake, tmp_path, monkeypatch):
     replay(monkeypatch, "p61-panic-no-init")
     result = run(fake, tmp_path, [FAULTS / "test_hang.py"])

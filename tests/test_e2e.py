@@ -20,7 +20,9 @@ from pipeline.job import PROJECT_ROOT
 pytestmark = pytest.mark.e2e
 XSD = Path(__file__).parent / "fixtures" / "junit.xsd"
 NO_POOL = "kernel without the cgroup pool series"
-POOL_MODULES = ("test_pool_size", "test_pool_rename", "test_pool_fallback")
+POOL_MODULES = ("test_pool_size", "test_pool_rename", "test_pool_fallback", "test_pool_lifetime",
+                "test_pool_locking", "test_pool_identity", "test_pool_parent", "test_pool_stress")
+PATCHED = ("patched", "patched-debug", "patched-kasan")
 
 
 def pipeline_run(out: Path, *flags: str, timeout: float = 4800) -> subprocess.CompletedProcess:
@@ -55,7 +57,8 @@ def pool_cases(doc: etree._ElementTree, variant: str) -> list[etree._Element]:
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
-    """`pipeline run` with no job: baseline, patched and patched-debug 6.1, kselftests."""
+    """`pipeline run` with no job: baseline, patched, patched-debug, patched-kasan 6.1,
+    kselftests."""
     out = tmp_path_factory.mktemp("default-run")
     done = pipeline_run(out)
     doc, summary = load(out)
@@ -65,7 +68,7 @@ def default_run(tmp_path_factory):
 def test_default_job_passes_every_stage(default_run):
     done, doc, summary, out = default_run
     suites = [s.get("name") for s in doc.getroot().iter("testsuite")]
-    for variant in ("baseline", "patched", "patched-debug"):
+    for variant in ("baseline", *PATCHED):
         for stage in ("configure", "build", "boot", "guest"):
             assert f"{variant}.{stage}" in suites
             for case in cases(doc, f"{variant}.{stage}"):
@@ -76,7 +79,7 @@ def test_default_job_passes_every_stage(default_run):
     props = {p.get("name"): p.get("value")
              for p in doc.xpath("//testsuite[@name='patched.boot']/properties/property")}
     assert props["tree_version"].startswith("6.1.") and props["accel"] in ("kvm", "tcg")
-    for variant in ("baseline", "patched", "patched-debug"):
+    for variant in ("baseline", *PATCHED):
         assert (out / variant / "console.log").stat().st_size > 0
 
 
@@ -89,7 +92,7 @@ def test_pool_tests_skip_on_baseline_with_the_reason(default_run):
         assert NO_POOL in case.find("skipped").get("message")
 
 
-@pytest.mark.parametrize("variant", ["patched", "patched-debug"])
+@pytest.mark.parametrize("variant", PATCHED)
 def test_pool_tests_pass_on_the_patched_kernels(default_run, variant):
     _done, doc, _summary, _out = default_run
     pool = pool_cases(doc, variant)
@@ -102,6 +105,16 @@ def test_debug_kernel_really_has_lockdep(default_run):
     _done, _doc, _summary, out = default_run
     assert "CONFIG_PROVE_LOCKING=y" in (out / "patched-debug" / "config").read_text()
     assert "lockdep" in (out / "patched-debug" / "console.log").read_text().lower()
+
+
+def test_kasan_kernel_really_has_kasan(default_run):
+    _done, doc, _summary, out = default_run
+    assert "CONFIG_KASAN=y" in (out / "patched-kasan" / "config").read_text()
+    assert "KernelAddressSanitizer initialized" in (out / "patched-kasan" / "console.log"
+                                                    ).read_text()
+    stress = [c for c in cases(doc, "patched-kasan.guest")
+              if "test_pool_stress" in c.get("classname")]
+    assert stress and all(outcome(c) == "passed" for c in stress)
 
 
 def test_kselftests_ran_on_both_and_no_regression(default_run):
@@ -127,6 +140,34 @@ def test_6_12_port_passes_the_pool_tests(tmp_path):
     assert props["tree_version"].startswith("6.12.")
     pool = pool_cases(doc, "patched")
     assert len(pool) > 40 and all(outcome(c) == "passed" for c in pool)
+
+
+@pytest.mark.stress
+def test_long_pool_stress_on_the_lockdep_and_kasan_kernels(tmp_path):
+    """The stress guest test for minutes (not in CI: `pytest -m stress`)."""
+    minutes = float(os.environ.get("POOL_STRESS_MINUTES", "5"))
+    job = tmp_path / "stress.yaml"
+    job.write_text(textwrap.dedent(f"""\
+        tree: debian:6.1
+        series: cgroup-pool
+        base_config: tinyconfig
+        kconfig: [{PROJECT_ROOT}/kconfigs/virtme-guest.config, {PROJECT_ROOT}/kconfigs/cgroup-v1.config,
+                  {PROJECT_ROOT}/kconfigs/kselftest-cgroup.config]
+        tests: [{PROJECT_ROOT}/guest-tests/test_pool_stress.py]
+        variants:
+          - name: patched-debug
+            kconfig_extra: [{PROJECT_ROOT}/kconfigs/debug.config]
+          - name: patched-kasan
+            kconfig_extra: [{PROJECT_ROOT}/kconfigs/kasan.config]
+        qemu: {{kernel_args: [pool_stress_seconds={int(minutes * 60)}]}}
+        timeouts: {{test: {int(minutes * 60) + 600}, total: {int(minutes * 60) + 1800}}}
+        """))
+    done = pipeline_run(tmp_path / "out", "--job", str(job), timeout=minutes * 120 + 7200)
+    doc, summary = load(tmp_path / "out")
+    assert done.returncode == 0, summary
+    for variant in ("patched-debug", "patched-kasan"):
+        got = [outcome(c) for c in cases(doc, f"{variant}.guest")]
+        assert got == ["passed"], (variant, got)
 
 
 def test_dropped_fragment_option_fails_configure_with_exit_3(tmp_path):

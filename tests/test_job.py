@@ -37,7 +37,8 @@ def test_default_job_loads_and_resolves_against_project_root():
     assert job.tree == "debian:6.1"
     assert job.series == "cgroup-pool"
     assert job.kconfig[0] == PROJECT_ROOT / "kconfigs" / "virtme-guest.config"
-    assert [v.name for v in job.variants] == ["baseline", "patched", "patched-debug"]
+    assert [v.name for v in job.variants] == ["baseline", "patched", "patched-debug",
+                                             "patched-kasan"]
     assert job.variants[0].series is False
     assert job.variants[2].timeout_scale == 4
     assert job.variants[2].kconfig_extra == [PROJECT_ROOT / "kconfigs" / "debug.config"]
