@@ -91,7 +91,7 @@ class CaseResult:
     message: str = ""
     details: str = ""
     duration: float = 0.0
-    retried: str = ""             # a failure that passed when run again: how it went
+    flaky: str = ""               # a pass that failed on another run: what happened then
 
     @property
     def key(self) -> str:
