@@ -224,6 +224,10 @@ def test_build_error_is_reported_and_other_variants_go_on(project, fake_boot):
     assert "kernel/pool.c:1:2: error: pool is broken" in build["message"]
     failure = doc.xpath("//testsuite[@name='patched.build']/testcase/failure")[0]
     assert "kernel/pool.c:1:2: error: pool is broken" in failure.text
+    skipped = doc.xpath("//testsuite[@name='patched.boot']/testcase/skipped")[0]
+    assert skipped.get("message").startswith("not run: build failed: ")
+    assert "build failed: build failed" not in skipped.get("message")   # said once
+    assert skipped.text == skipped.get("message")                       # GitLab reads the text
 
 
 def test_conflicting_patch(project, fake_boot):
