@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from . import kconfig, outdir
 from . import series as series_mod
 from .cache import Cache, default_cache_root
 from .errors import BadInput, PipelineError, StageFailed
-from .job import PROJECT_ROOT, Job, Variant
+from .job import PROJECT_ROOT, Job, KselftestSettings, Variant
 from .junit import write_junit, write_summary
 from .log import Log, fmt_duration
 from .results import ERROR, FAILED, PASSED, SKIPPED, Case, RunReport, Stage, VariantReport
@@ -265,14 +265,14 @@ def _kselftest_stages(run: _Run, vr: VariantReport, variant: Variant, src: Path,
         return
 
 
-def _rerun_policy(ks: object) -> object:
+def _rerun_policy(ks: KselftestSettings):  # -> regress.RerunPolicy (imported late)
     from . import regress
 
-    return regress.RerunPolicy(max_runs=ks.retries, alpha=ks.alpha,  # type: ignore[attr-defined]
-                               budget=ks.rerun_budget)  # type: ignore[attr-defined]
+    return regress.RerunPolicy(max_runs=ks.retries, alpha=ks.alpha, budget=ks.rerun_budget)
 
 
-def _rerunner(run: _Run, patched: _KselftestKernel, baseline: _KselftestKernel):
+def _rerunner(run: _Run, patched: _KselftestKernel,
+              baseline: _KselftestKernel) -> Callable[[str, list[str], int], list]:
     """regress.decide's rerun: a fresh boot of one kernel running only `programs`. Under TCG
     on a shared 2-core machine timing-bound subtests (test_cgfreezer_ptrace, _migrate,
     test_cpucg_stats) fail now and then on either kernel, more often when the host is busy:
