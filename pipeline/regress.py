@@ -385,8 +385,9 @@ def junit_rows(comp: Comparison, variant: str, label: str,
                 unexcused.add((res.collection, res.test))
         if _excused(r, res, known) and issue is not None:
             res = _copy(res, status=SKIPPED, message=issue.describe(),
-                        details=f"evidence: {issue.evidence}\n\nthis run: {res.status}: "
-                                f"{res.message}\n{res.details}".rstrip())
+                        details=f"evidence: {issue.evidence}\n\nthis run: {res.status}"
+                                + (f": {res.message}" if res.message else "")
+                                + (f"\n{res.details}" if res.details else ""))
         elif r.verdict == FLAKY and res.status in _BAD:
             note = (f"flaky: {res.status} on the first run, {r.tally.why if r.tally else ''}"
                     f"{counts}").rstrip(", ")
