@@ -55,7 +55,9 @@ class KselftestSettings:
     targets: list[str] = field(default_factory=lambda: ["cgroup"])   # tools/testing/selftests/*
     variants: list[str] = field(default_factory=lambda: ["baseline", "patched"])
     timeout_scale: float = 6.0      # kselftest's own per-test timeouts are sized for hardware
-    retries: int = 2                # reruns of programs with a regression (flaky or real?)
+    retries: int = 8                # max reruns per kernel of a candidate regression/fix
+    alpha: float = 0.01             # significance of the one-sided Fisher test on the reruns
+    rerun_budget: float = 1800.0    # seconds of reruns in all, then decide with what is known
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,8 @@ _TOP_KEYS = {"tree", "series", "base_config", "kconfig", "tests", "variants", "q
 _VARIANT_KEYS = {"name", "series", "kconfig_extra", "timeout_scale"}
 _QEMU_KEYS = {"memory", "smp", "accel", "kernel_args", "qemu_args"}
 _TIMEOUT_KEYS = {"build", "boot", "test", "total"}
-_KSELFTEST_KEYS = {"enabled", "targets", "variants", "timeout_scale", "retries"}
+_KSELFTEST_KEYS = {"enabled", "targets", "variants", "timeout_scale", "retries", "alpha",
+                   "rerun_budget"}
 
 
 def normalize_tree_spec(spec: str, base: Path) -> str:
@@ -312,7 +315,12 @@ def load_job(path: Path | None = None) -> Job:
         variants=check.strings(raw_k.get("variants", dk.variants), "kselftest.variants"),
         timeout_scale=check.number(raw_k.get("timeout_scale", dk.timeout_scale),
                                    "kselftest.timeout_scale"),
-        retries=check.count(raw_k.get("retries", dk.retries), "kselftest.retries"))
+        retries=check.count(raw_k.get("retries", dk.retries), "kselftest.retries"),
+        alpha=check.number(raw_k.get("alpha", dk.alpha), "kselftest.alpha"),
+        rerun_budget=check.number(raw_k.get("rerun_budget", dk.rerun_budget),
+                                  "kselftest.rerun_budget"))
+    if kselftest.alpha >= 0.5:
+        raise check.fail("kselftest.alpha", f"must be below 0.5, not {kselftest.alpha!r}")
     for i, name in enumerate(kselftest.variants if "variants" in raw_k else []):
         if not any(v.name == name for v in variants):
             raise check.fail(f"kselftest.variants[{i}]", f"no variant named {name!r}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import time
@@ -91,7 +92,7 @@ class CaseResult:
     message: str = ""
     details: str = ""
     duration: float = 0.0
-    retried: str = ""             # a failure that passed when run again: how it went
+    flaky: str = ""               # a pass that failed on another run: what happened then
 
     @property
     def key(self) -> str:
@@ -355,9 +356,40 @@ class KselftestPhase:
     results: list[CaseResult]
 
 
+SCRATCH_SIZE = 1 << 30            # sparse; the tests write a few 100 MB of page cache at most
+SCRATCH_MKFS = ["mkfs.ext2", "-q", "-F", "-m", "0", "-N", "16384", "-L", "kselftest"]
+
+
+def make_scratch_disk(folder: Path, log: Logger) -> Path | None:
+    """A fresh, sparse ext2 image for the guest's kselftest root (see
+    pipeline/guest/kselftest_run.py make_chroot); None (and a log line) without mkfs.ext2."""
+    if shutil.which(SCRATCH_MKFS[0]) is None:
+        log(f"  kselftest: no {SCRATCH_MKFS[0]} on the host: the programs run on the guest's "
+            f"tmpfs (test_memcontrol and test_kmem_basic then fail)")
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    image = folder / "scratch.img"
+    image.unlink(missing_ok=True)
+    with open(image, "wb") as f:
+        f.truncate(SCRATCH_SIZE)
+    done = proc.run([*SCRATCH_MKFS, str(image)], timeout=120)
+    if done.returncode != 0 or done.timed_out:
+        log(f"  kselftest: {SCRATCH_MKFS[0]} failed ({done.output.strip()[-200:]}): the "
+            f"programs run on the guest's tmpfs")
+        image.unlink(missing_ok=True)
+        return None
+    return image
+
+
+def scratch_boot_args(image: Path) -> tuple[list[str], list[str]]:
+    """(kernel args, QEMU args) that give the guest `image` as /dev/vda for its kselftests."""
+    return (["kselftest.scratch=/dev/vda"],
+            ["-drive", f"file={image},format=raw,if=virtio,cache=unsafe"])
+
+
 def run_phase(kernel: Path, build: SelftestBuild, out_dir: Path, settings: object,
               python: Path, log: Logger, timeout_scale: float = 1.0,
-              only: list[str] | None = None) -> KselftestPhase:
+              only: list[str] | None = None, scratch: bool = True) -> KselftestPhase:
     """Boot `kernel` once more and run the installed selftests (run_guest on the guest
     module); `settings` is a boot.BootSettings, copied and given the kselftest time budget.
     `timeout_scale` stretches kselftest's per-test timeouts (passed to the guest on the
@@ -372,15 +404,25 @@ def run_phase(kernel: Path, build: SelftestBuild, out_dir: Path, settings: objec
     paths = [build.guest_module] if only is None else [
         Path(f"{build.guest_module}::test_selftest[{t.collection}:{t.name}]") for t in tests]
     per_test, total = guest_time_budget(tests, timeout_scale)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    image = make_scratch_disk(build.install_dir.parent / "scratch" / f"{os.getpid()}-"
+                              f"{out_dir.parent.name}-{out_dir.name}", log) if scratch else None
+    kargs, qargs = scratch_boot_args(image) if image is not None else ([], [])
     settings = dataclasses.replace(
         settings, test_timeout=max(settings.test_timeout, per_test),
         total_timeout=max(settings.total_timeout, total),
-        kernel_args=list(settings.kernel_args) + [f"kselftest.timeout_scale={timeout_scale:g}"])
+        kernel_args=list(settings.kernel_args) + [f"kselftest.timeout_scale={timeout_scale:g}",
+                                                  *kargs],
+        qemu_args=list(settings.qemu_args) + qargs)
     scaled = [Selftest(t.collection, t.name, max(1, round(t.timeout * timeout_scale)))
               for t in tests]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log(f"  kselftest: {len(tests)} programs, up to {fmt_duration(total)}")
-    result = boot.run_guest(kernel, paths, out_dir, settings, python, log=log)
+    log(f"  kselftest: {len(tests)} programs, up to {fmt_duration(total)}"
+        + (f", scratch disk {image}" if image is not None else ""))
+    try:
+        result = boot.run_guest(kernel, paths, out_dir, settings, python, log=log)
+    finally:
+        if image is not None:
+            shutil.rmtree(image.parent, ignore_errors=True)
     console = (out_dir / "console.log").read_text(errors="replace") \
         if (out_dir / "console.log").is_file() else ""
     runs = parse_console(console, scaled)

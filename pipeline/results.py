@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
-STAGES = ("apply", "configure", "build", "boot", "guest", "kselftest-build", "kselftest",
-          "kselftest-report")
+STAGES = ("apply", "configure", "build", "boot", "guest", "kselftest-build", "kselftest-run",
+          "kselftest", "kselftest-report")
 EXIT_OK, EXIT_TEST_FAILED, EXIT_BAD_INPUT, EXIT_STAGE_FAILED = 0, 1, 2, 3
 # A bug of the pipeline itself (an exception nobody expected): never 1, which means "a test
 # failed", and never 3, which means the kernel or the series is at fault.
@@ -24,6 +24,7 @@ class Case:
     details: str = ""             # long text (compiler errors, traceback, console tail)
     stdout: str = ""              # e.g. the kernel log slice of a guest test
     classname: str = ""           # default: <variant>.<stage>
+    flaky: str = ""               # a pass that failed on another run: how (JUnit flakyFailure)
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Stage:
     name: str                     # one of STAGES
     cases: list[Case] = field(default_factory=list)
     duration: float = 0.0
+    properties: dict[str, str] = field(default_factory=dict)   # JUnit testsuite properties
 
     @property
     def status(self) -> str:
@@ -71,10 +73,14 @@ class RunReport:
     bad_input: str = ""           # message when bad input stopped the run after it started
     duration: float = 0.0
     kselftest_regressions: int = 0   # subtests that pass on baseline and fail on patched
+    kselftest: dict = field(default_factory=dict)   # summary.json "kselftest": verdicts, counts
+    internal_error: str = ""      # a bug of the pipeline: exit 4 (EXIT_INTERNAL)
 
     def exit_code(self) -> int:
         if self.bad_input:
             return EXIT_BAD_INPUT
+        if self.internal_error:
+            return EXIT_INTERNAL
         if self.interrupted:
             return EXIT_STAGE_FAILED
         codes = [v.exit_code() for v in self.variants]

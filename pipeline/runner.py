@@ -14,17 +14,17 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import apply as apply_mod
 from . import build as build_mod
-from . import kconfig
+from . import kconfig, outdir
 from . import series as series_mod
 from .cache import Cache, default_cache_root
 from .errors import BadInput, PipelineError, StageFailed
-from .job import PROJECT_ROOT, Job, Variant
+from .job import PROJECT_ROOT, Job, KselftestSettings, Variant
 from .junit import write_junit, write_summary
 from .log import Log, fmt_duration
 from .results import ERROR, FAILED, PASSED, SKIPPED, Case, RunReport, Stage, VariantReport
@@ -70,6 +70,7 @@ class _Run:
     build_only: bool = False                  # stop after the build (pipeline bench)
     kselftest: dict[str, list] = field(default_factory=dict)  # variant -> selftest results
     kselftest_kernels: dict[str, _KselftestKernel] = field(default_factory=dict)
+    kselftest_comp: dict[str, object] = field(default_factory=dict)  # variant -> Comparison
 
 
 def _planned(uses_series: bool, build_only: bool = False) -> list[str]:
@@ -99,18 +100,24 @@ def _stage(run: _Run, vr: VariantReport, name: str) -> Iterator[Stage]:
         raise
     except Exception as exc:  # noqa: BLE001 - a bug: report it, never end without JUnit
         detail = traceback.format_exc()
-        stage.cases.append(Case(name, ERROR, time.monotonic() - start,
-                                f"internal error: {type(exc).__name__}: {exc}", detail))
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        stage.cases.append(Case(name, ERROR, time.monotonic() - start, message, detail))
+        run.report.internal_error = run.report.internal_error or f"{vr.name} {name}: {message}"
         run.log(detail)
     finally:
-        stage.duration = time.monotonic() - start
+        # A stage whose work ran elsewhere (the guest tests run in the boot stage's session)
+        # takes at least as long as its cases.
+        stage.duration = max(time.monotonic() - start,
+                             sum(c.duration for c in stage.cases))
     # Not reached on KeyboardInterrupt: `run.current` then tells which stage was interrupted.
     run.current = None
     bad = next((c for c in stage.cases if c.status in (FAILED, ERROR)), None)
     status = "ok" if bad is None else "FAILED"
     run.log.stage(vr.name, name, status, stage.duration, bad.message if bad else "")
     if bad is not None and name != "guest":
-        raise _StopVariant(f"{name} failed: {bad.message}")
+        # "build failed: <first error>" already says which stage failed: say it once.
+        said = bad.message.startswith((f"{name} ", f"{name}:"))
+        raise _StopVariant(bad.message if said else f"{name} failed: {bad.message}")
 
 
 def _fill_skipped(vr: VariantReport, planned: list[str], reason: str) -> None:
@@ -211,31 +218,69 @@ def _boot_settings(run: _Run, variant: Variant, boot):  # boot: the late-importe
 
 def _kselftest_stages(run: _Run, vr: VariantReport, variant: Variant, src: Path, src_key: str,
                       kernel: Path, out: Path) -> None:
-    """Build the tree's selftests and run them in a fresh boot of `kernel`; the results are
-    judged against the baseline in _kselftest_report() once every variant ran."""
-    from . import boot, kselftest
+    """Build the tree's selftests and run them in a fresh boot of `kernel` (stages
+    kselftest-build and kselftest-run: an exception in either is an error case like in any
+    other stage); on a variant other than baseline, rerun the candidates on both kernels
+    (regress.decide). The JUnit cases come from _kselftest_report() once every variant ran."""
+    from . import boot, kselftest, regress
 
     ks = run.job.kselftest
     try:
         with _stage(run, vr, "kselftest-build") as stage:
             build = kselftest.build_selftests(src, run.cache.dir("kselftest") / src_key,
                                               list(ks.targets), run.log)
-            stage.cases.append(Case(f"build {', '.join(ks.targets)}", PASSED,
-                                    message=f"{len(build.tests)} programs"))
+            stage.cases.append(Case(f"build {', '.join(ks.targets)}", PASSED, build.duration,
+                                    message=f"{len(build.tests)} programs"
+                                    + (" (cached build)" if build.cached else "")))
+        with _stage(run, vr, "kselftest-run") as stage:
+            settings = _boot_settings(run, variant, boot)
+            scale = variant.timeout_scale * ks.timeout_scale
+            here = _KselftestKernel(kernel, build, out, settings, scale)
+            t0 = time.monotonic()
+            phase = kselftest.run_phase(kernel, build, out / "kselftest", settings,
+                                        Path(sys.executable), run.log, timeout_scale=scale)
+            case = Case(f"run {len(build.tests)} programs in a fresh boot", PASSED,
+                        time.monotonic() - t0)
+            if not phase.boot.completed:
+                # The programs that did not run are error cases of the kselftest stage.
+                case.message = f"session ended early: {phase.boot.failure or 'unknown'}"
+            stage.cases.append(case)
+            results = phase.results
+            run.kselftest[variant.name] = results
+            run.kselftest_kernels[variant.name] = here
+            base = run.kselftest.get("baseline")
+            base_kernel = run.kselftest_kernels.get("baseline")
+            if variant.name != "baseline" and base is not None and base_kernel is not None:
+                t0 = time.monotonic()
+                comp = regress.decide(base, results, _rerunner(run, here, base_kernel),
+                                      _rerun_policy(ks), log=run.log)
+                run.kselftest_comp[variant.name] = comp
+                if comp.reruns:
+                    stage.cases.append(Case(
+                        f"rerun candidates ({comp.reruns} round(s) on both kernels)", PASSED,
+                        time.monotonic() - t0,
+                        message="; ".join(f"{r.key}: {r.verdict} ({r.tally.counts()})"
+                                          for r in comp.rows if r.tally is not None)))
     except _StopVariant:
         return
-    settings = _boot_settings(run, variant, boot)
-    scale = variant.timeout_scale * run.job.kselftest.timeout_scale
-    here = _KselftestKernel(kernel, build, out, settings, scale)
-    phase = kselftest.run_phase(kernel, build, out / "kselftest", settings,
-                                Path(sys.executable), run.log, timeout_scale=scale)
-    results = phase.results
-    base = run.kselftest.get("baseline")
-    if variant.name != "baseline" and base is not None and ks.retries:
-        results = _retry_regressions(run, here, run.kselftest_kernels.get("baseline"), base,
-                                     results)
-    run.kselftest[variant.name] = results
-    run.kselftest_kernels[variant.name] = here
+
+
+def _rerun_policy(ks: KselftestSettings):  # -> regress.RerunPolicy (imported late)
+    from . import regress
+
+    return regress.RerunPolicy(max_runs=ks.retries, alpha=ks.alpha, budget=ks.rerun_budget)
+
+
+def _rerunner(run: _Run, patched: _KselftestKernel,
+              baseline: _KselftestKernel) -> Callable[[str, list[str], int], list]:
+    """regress.decide's rerun: a fresh boot of one kernel running only `programs`. Under TCG
+    on a shared 2-core machine timing-bound subtests (test_cgfreezer_ptrace, _migrate,
+    test_cpucg_stats) fail now and then on either kernel, more often when the host is busy:
+    the reruns alternate kernels so both are seen under the same load."""
+    def rerun(side: str, programs: list[str], n: int) -> list:
+        kernel = patched if side == "patched" else baseline
+        return kernel.rerun(run, programs, n)
+    return rerun
 
 
 @dataclass(frozen=True)
@@ -251,63 +296,57 @@ class _KselftestKernel:
     def rerun(self, run: _Run, programs: list[str], n: int) -> list:
         from . import kselftest
 
-        phase = kselftest.run_phase(self.kernel, self.build, self.out / f"kselftest-retry-{n}",
+        phase = kselftest.run_phase(self.kernel, self.build, self.out / f"kselftest-rerun-{n}",
                                     self.settings, Path(sys.executable), run.log,
                                     timeout_scale=self.scale, only=programs)
         return phase.results
 
 
-def _retry_regressions(run: _Run, patched: _KselftestKernel,
-                       baseline: _KselftestKernel | None, base: list, results: list) -> list:
-    """Run the programs with a regression again, each retry a fresh boot of the patched and
-    then of the baseline kernel with only those programs, so that both are seen under the
-    same load. A failure that passes on a patched retry, or that the baseline fails too on
-    its retry, is reported as flaky and does not fail the job; one that fails every time on
-    patched while baseline keeps passing stays a regression. Under TCG on a shared 2-core
-    machine a few timing-bound subtests (test_cgfreezer_migrate, test_cpucg_stats) fail now
-    and then on either kernel, more often when the host is busy."""
-    from . import regress
-
-    retries: list[list] = []
-    base_retries: list[list] = []
-    first = regress.compare(base, results)
-    programs = regress.regressed_programs(first)
-    merged = results
-    for n in range(1, run.job.kselftest.retries + 1):
-        if not programs:
-            break
-        run.log(f"  kselftest: {len(programs)} program(s) with a regression vs baseline, "
-                f"retry {n}/{run.job.kselftest.retries} on both kernels: {', '.join(programs)}")
-        retries.append(patched.rerun(run, programs, n))
-        if baseline is not None:
-            base_retries.append(baseline.rerun(run, programs, n))
-        merged = regress.merge_retries(results, first, retries, base_retries)
-        programs = regress.regressed_programs(regress.compare(base, merged))
-    return merged
-
-
 def _kselftest_report(run: _Run) -> None:
-    """JUnit cases for every selftest subtest, and the baseline vs patched verdicts."""
-    from . import regress
+    """JUnit cases for every selftest subtest, the baseline vs patched verdicts (table,
+    summary.json), with the known issues of the tree's kernel applied."""
+    from . import known_issues, regress
 
     if not run.kselftest:
         return
     base = run.kselftest.get("baseline", [])
+    all_known = known_issues.load()
+    summary: dict = {"known_issues_file": all_known.source, "variants": {}}
     for vr in run.report.variants:
         results = run.kselftest.get(vr.name)
         if results is None:
             continue
-        comp = regress.compare(base, results)
-        if vr.name != "baseline" and "baseline" in run.kselftest:
-            path = regress.write_markdown(comp, run.job.out / vr.name)
+        version = vr.properties.get("tree_version", "")
+        known = all_known.for_kernel(version) if version else all_known
+        side = "baseline" if vr.name == "baseline" else "patched"
+        if side == "baseline":
+            # Flaky or fixed calls from the reruns belong to the baseline's cases too.
+            comp = next(iter(run.kselftest_comp.values()), None) or regress.compare(base, base)
+        else:
+            comp = run.kselftest_comp.get(vr.name) or regress.compare(base, results)
+        passing = regress.known_passing(comp, side, known)
+        info: dict = {"known_issues_passed": passing}
+        if side != "baseline" and "baseline" in run.kselftest:
+            path = regress.write_markdown(comp, run.job.out / vr.name, known=known,
+                                          passing_known=passing)
             run.report.kselftest_regressions += len(comp.regressions)
             run.log(f"kselftest {vr.name} vs baseline: {comp.counts()}; table {path}")
-        side = "baseline" if vr.name == "baseline" else "patched"
+            info.update(counts=comp.counts(), reruns=comp.reruns,
+                        rerun_seconds=round(comp.rerun_seconds, 1),
+                        rows=regress.summary_rows(comp))
+        for key in passing:
+            run.log(f"kselftest {vr.name}: known issue {key} passed: remove it from "
+                    f"{all_known.source}?")
         stage = Stage("kselftest")
-        for classname, r in regress.junit_rows(comp, side, vr.name):
+        if passing:
+            stage.properties["known_issues_passed"] = ", ".join(passing)
+        for classname, r in regress.junit_rows(comp, side, vr.name, known):
             stage.cases.append(Case(r.key, r.status, r.duration, r.message, r.details,
-                                    classname=classname))
+                                    classname=classname, flaky=r.flaky))
+        stage.duration = sum(c.duration for c in stage.cases if ": " not in c.name)
         vr.stages.append(stage)
+        summary["variants"][vr.name] = info
+    run.report.kselftest = summary
 
 
 def _boot_stages(run: _Run, vr: VariantReport, variant: Variant, kernel: Path,
@@ -389,8 +428,7 @@ def _run_variant(run: _Run, variant: Variant, tree: Tree,
         "accel": run.accel or run.job.qemu.accel, "qemu_version": "", "config_hash": ""})
     run.report.variants.append(vr)
     planned = _planned(uses_series, run.build_only)
-    out = run.job.out / variant.name
-    shutil.rmtree(out, ignore_errors=True)
+    out = run.job.out / variant.name   # the previous run's files: cleared in run_job_report
     out.mkdir(parents=True, exist_ok=True)
     run.log(f"variant {variant.name}: " + (f"series {series.name} on {tree.version}"
                                             if uses_series and series else
@@ -420,6 +458,7 @@ def _write_reports(run: _Run, start: float) -> None:
     run.report.duration = time.monotonic() - start
     write_junit(run.report, run.job.out / "junit.xml")
     write_summary(run.report, run.job.out / "summary.json")
+    outdir.finish_run(run.job.out)
 
 
 def _report_early_failure(run: _Run, variants: list[Variant], uses: dict[str, bool],
@@ -455,7 +494,7 @@ def run_job_report(job: Job, log: Log | None = None, build_only: bool = False,
     # version is known).
     choice = series_mod.locate(job.series, PROJECT_ROOT) \
         if job.series and any(uses.values()) else None
-    job.out.mkdir(parents=True, exist_ok=True)
+    outdir.start_run(job.out, [v.name for v in job.variants], log)
     log(f"job {job.source}: tree {job.tree}, series {job.series or 'none'}, variants "
         f"{', '.join(v.name for v in job.variants)}; out {job.out}; cache {cache.root}")
     with signals.installed():
@@ -517,11 +556,12 @@ def _finish(run: _Run, start: float) -> int:
     except Exception as exc:  # noqa: BLE001 - a bug: report it, never end without JUnit
         detail = traceback.format_exc()
         run.log(detail)
-        vr = run.report.variants[-1] if run.report.variants else None
-        if vr is not None:
-            vr.stages.append(Stage("kselftest-report", [Case(
-                "kselftest report", ERROR, message=f"internal error: {type(exc).__name__}: "
-                                                   f"{exc}", details=detail)]))
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        run.report.internal_error = run.report.internal_error or f"kselftest report: {message}"
+        for vr in run.report.variants:
+            if vr.name in run.kselftest or vr is run.report.variants[-1]:
+                vr.stages.append(Stage("kselftest-report", [Case(
+                    "kselftest report", ERROR, message=message, details=detail)]))
     _write_reports(run, start)
     code = run.report.exit_code()
     for vr in run.report.variants:

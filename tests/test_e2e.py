@@ -7,6 +7,7 @@ fast. Run by default; deselect with `-m "not e2e"`.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,7 @@ NO_POOL = "kernel without the cgroup pool series"
 POOL_MODULES = ("test_pool_size", "test_pool_rename", "test_pool_fallback", "test_pool_lifetime",
                 "test_pool_locking", "test_pool_identity", "test_pool_parent", "test_pool_stress")
 PATCHED = ("patched", "patched-debug", "patched-kasan")
+PLANTED = Path(__file__).parent / "fixtures" / "planted" / "0003-cgroup-planted-regression.patch"
 
 
 def pipeline_run(out: Path, *flags: str, timeout: float = 4800) -> subprocess.CompletedProcess:
@@ -127,7 +129,34 @@ def test_kselftests_ran_on_both_and_no_regression(default_run):
     assert "Result: no regressions" in table
     rows = [line for line in table.splitlines() if line.startswith("| cgroup | ")]
     assert len(rows) > 20 and any(line.endswith("| pass |") for line in rows)
-    assert not any("| **regression** |" in line for line in rows)
+    assert not any("**regression**" in line for line in rows)
+    # A green baseline: what cannot pass in this guest is a known issue (skipped with the
+    # reason), never a failure.
+    bad = [(c.get("name"), outcome(c)) for c in cases(doc, "baseline.kselftest")
+           if outcome(c) in ("failure", "error")]
+    assert not bad
+
+
+def test_a_planted_regression_is_called_one_with_the_counts(tmp_path):
+    """The 6.1 port plus a patch that drops a permission check test_core checks: exit 1,
+    test_cgcore_lesser_euid_open a regression after reruns on both kernels."""
+    series = tmp_path / "series"
+    shutil.copytree(PROJECT_ROOT / "patches" / "cgroup-pool" / "6.1", series)
+    shutil.copy(PLANTED, series / PLANTED.name)
+    out = tmp_path / "out"
+    done = pipeline_run(out, "--series", str(series), "--variant", "baseline",
+                        "--variant", "patched")
+    doc, summary = load(out)
+    assert done.returncode == 1, summary
+    key = "test_core: test_cgcore_lesser_euid_open"
+    row = next(r for r in summary["kselftest"]["variants"]["patched"]["rows"]
+               if r["test"] == key)
+    assert row["verdict"] == "regression"
+    assert row["reruns"]["patched_passes"] == 0 and row["reruns"]["p"] < 0.01
+    case = next(c for c in cases(doc, "patched.kselftest") if c.get("name") == key)
+    assert "p=" in case.find("failure").get("message")
+    table = (out / "patched" / "kselftest-regressions.md").read_text()
+    assert f"| cgroup | {key} |" in table and row["counts"] in table
 
 
 def test_6_12_port_passes_the_pool_tests(tmp_path):

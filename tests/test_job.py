@@ -143,3 +143,22 @@ def test_kselftest_section_is_validated(tmp_path):
         load_job(job)
     job.write_text("tree: debian:6.1\nkselftest: {retries: 0}\n")
     assert load_job(job).kselftest.retries == 0
+
+
+def test_kselftest_rerun_keys_are_validated(tmp_path):
+    job = tmp_path / "job.yaml"
+    job.write_text("tree: debian:6.1\nkselftest: {alpha: 0.05, rerun_budget: 600}\n")
+    ks = load_job(job).kselftest
+    assert (ks.alpha, ks.rerun_budget, ks.retries) == (0.05, 600.0, 8)
+    job.write_text("tree: debian:6.1\nkselftest: {alpha: 0.7}\n")
+    with pytest.raises(BadInput, match=r"kselftest.alpha: must be below 0.5"):
+        load_job(job)
+    job.write_text("tree: debian:6.1\nkselftest: {alpha: 0}\n")
+    with pytest.raises(BadInput, match=r"kselftest.alpha: must be a positive number"):
+        load_job(job)
+    job.write_text("tree: debian:6.1\nkselftest: {rerun_budget: soon}\n")
+    with pytest.raises(BadInput, match=r"kselftest.rerun_budget: must be a positive number"):
+        load_job(job)
+    job.write_text("tree: debian:6.1\nkselftest: {rerun: 3}\n")
+    with pytest.raises(BadInput, match=r"kselftest.rerun: unknown key"):
+        load_job(job)

@@ -1,4 +1,6 @@
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,96 @@ def test_summary_and_exit_codes(tmp_path):
     assert report.exit_code() == 1
     report.interrupted = "SIGTERM"
     assert report.exit_code() == 3
+
+
+# ---- what CI servers read ---------------------------------------------------------------
+
+def flaky_and_odd_times() -> RunReport:
+    rep = sample()
+    rep.variants[0].stages.append(Stage("kselftest", [
+        Case("test_freezer: test_cgfreezer_ptrace", PASSED, 0.1 + 0.2,
+             message="flaky: failed on the first run, not significant after 8 reruns; "
+                     "patched 6/8, baseline 6/8 passed on rerun, p=0.71",
+             classname="baseline.kselftest.cgroup",
+             flaky="first run: Cgroup /sys/fs/cgroup/unified/cg_test_ptrace isn't frozen"),
+        Case("test_memcontrol: test_memcg_swap_max", SKIPPED, 1e-05,
+             message="known issue: no swap device in the guest",
+             details="evidence: /proc/swaps is empty"),
+        Case("test_kill", ERROR, 0.0, message="did not run: guest session ended (kernel panic)"),
+    ], duration=0.0))
+    rep.duration = 0.1 + 0.2
+    return rep
+
+
+def test_no_disabled_attribute_and_plain_decimal_times(tmp_path):
+    path = tmp_path / "junit.xml"
+    junit.write_junit(flaky_and_odd_times(), path)
+    doc = validate(path)
+    text = path.read_text()
+    assert "disabled=" not in text
+    times = [el.get("time") for el in doc.iter() if el.get("time") is not None]
+    assert times and all(re.fullmatch(r"\d+\.\d{3}", t) for t in times), times
+    assert doc.getroot().get("time") == "0.300"
+
+
+def test_reasons_are_in_the_element_text_too(tmp_path):
+    path = tmp_path / "junit.xml"
+    junit.write_junit(flaky_and_odd_times(), path)
+    doc = validate(path)
+    skip = doc.xpath("//testcase[@name='test_memcontrol: test_memcg_swap_max']/skipped")[0]
+    assert skip.get("message") == "known issue: no swap device in the guest"
+    assert skip.text.splitlines()[0] == "known issue: no swap device in the guest"
+    assert "evidence: /proc/swaps is empty" in skip.text
+    err = doc.xpath("//testcase[@name='test_kill']/error")[0]
+    assert err.text == "did not run: guest session ended (kernel panic)"
+    plain = doc.xpath("//testsuite[@name='patched.configure']/testcase/skipped")[0]
+    assert plain.text == "not run: apply failed"
+
+
+def test_a_flaky_pass_keeps_its_note(tmp_path):
+    path = tmp_path / "junit.xml"
+    junit.write_junit(flaky_and_odd_times(), path)
+    doc = validate(path)
+    case = doc.xpath("//testcase[@name='test_freezer: test_cgfreezer_ptrace']")[0]
+    assert case.find("failure") is None and case.find("skipped") is None   # a pass
+    flaky = case.find("flakyFailure")
+    assert flaky.get("type") == "flaky" and "isn't frozen" in flaky.get("message")
+    assert case.find("system-out").text.startswith("note: flaky: failed on the first run")
+
+
+def test_a_consumer_reads_it(tmp_path):
+    """junitparser, as a CI tool reads the file: counts, results and messages."""
+    junitparser = pytest.importorskip("junitparser")
+    path = tmp_path / "junit.xml"
+    junit.write_junit(flaky_and_odd_times(), path)
+    xml = junitparser.JUnitXml.fromfile(str(path))
+    suites = {s.name: s for s in xml}
+    ks = suites["baseline.kselftest"]
+    assert (ks.tests, ks.failures, ks.errors, ks.skipped) == (3, 0, 1, 1)
+    cases = {c.name: c for c in ks}
+    assert cases["test_freezer: test_cgfreezer_ptrace"].is_passed
+    skipped = cases["test_memcontrol: test_memcg_swap_max"].result[0]
+    assert isinstance(skipped, junitparser.Skipped)
+    assert skipped.message == "known issue: no swap device in the guest"
+    assert skipped.text.startswith("known issue: no swap device in the guest")
+    assert cases["test_freezer: test_cgfreezer_ptrace"].time == pytest.approx(0.3)
+    guest = {c.name: c for c in suites["baseline.guest"]}
+    assert isinstance(guest["test_warn"].result[0], junitparser.Failure)
+    assert guest["test_mount"].system_out == "[ 1.0] ok"
+
+
+def test_the_real_junit_10_schema(tmp_path):
+    """The Jenkins xUnit plugin's own junit-10.xsd, when JUNIT10_XSD points to a copy."""
+    xsd = os.environ.get("JUNIT10_XSD")
+    if not xsd:
+        pytest.skip("set JUNIT10_XSD to the xUnit plugin's junit-10.xsd to check against it")
+    path = tmp_path / "junit.xml"
+    junit.write_junit(flaky_and_odd_times(), path)
+    etree.XMLSchema(etree.parse(xsd)).assertValid(etree.parse(str(path)))
+
+
+def test_stage_time_is_measured_or_the_sum_of_its_cases():
+    stage = Stage("guest", [Case("a", duration=1.25), Case("b", duration=2.5)])
+    assert junit.suite_time(stage) == 3.75
+    stage.duration = 10.0
+    assert junit.suite_time(stage) == 10.0

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import sys
+import types
 from pathlib import Path
 
 from pipeline import kselftest
@@ -156,3 +157,64 @@ def test_real_console_fragment_kernel_pytest_mode():
     assert res["test_freezer"].status == PASSED and res["test_kill"].status == PASSED
     assert res["test_cpu: test_cpucg_max"].status == PASSED
     assert res["test_memcontrol: test_memcg_sock"].status == SKIPPED
+
+
+def test_guest_runner_scratch_disk_and_cgroup2_options(monkeypatch, tmp_path):
+    mod = guest_runner()
+    assert mod.scratch_device("console=ttyS0 kselftest.scratch=/dev/vda quiet") == "/dev/vda"
+    assert mod.scratch_device("console=ttyS0") is None
+    calls = []
+
+    def fake_run(argv, **kw):
+        calls.append(argv)
+        return types.SimpleNamespace(returncode=0, stderr="")
+
+    monkeypatch.setattr(mod, "find_cgroup2", lambda: None)
+    monkeypatch.setattr(mod.subprocess, "run", fake_run)
+    monkeypatch.setattr(mod, "CGROUP2_MOUNTS", (str(tmp_path / "cg"),))
+    assert mod.mount_cgroup2() == (str(tmp_path / "cg"), True)
+    # test_cgcore_lesser_ns_open needs namespaces to be delegation boundaries
+    assert calls == [["mount", "-t", "cgroup2", "-o", "nsdelegate", "none", str(tmp_path / "cg")]]
+
+
+def test_guest_runner_runs_programs_chrooted_on_the_scratch_disk(monkeypatch, tmp_path):
+    mod = guest_runner()
+    install = tmp_path / "install"
+    (install / "cgroup").mkdir(parents=True)
+    (install / "cgroup" / "test_x").write_text("#!/bin/sh\necho ok\n")
+    root = tmp_path / "root"
+    (root / "kselftest").mkdir(parents=True)
+    seen = {}
+
+    class FakePopen:
+        def __init__(self, argv, **kw):
+            seen["argv"], seen["cwd"] = argv, kw["cwd"]
+            self.pid, self.returncode = 1, 0
+
+        def communicate(self, timeout=None):
+            return b"ok 1 x\n", b""
+
+    monkeypatch.setattr(mod.subprocess, "Popen", FakePopen)
+    monkeypatch.setitem(mod._phase, "chroot", str(root))
+    out = mod.run_selftest(mod.Selftest("cgroup", "test_x", 10), install)
+    assert out.rc == 0
+    assert (root / "kselftest" / "cgroup" / "test_x").is_file()     # copied onto the disk
+    argv = seen["argv"]
+    assert argv[:3] == ["chroot", str(root), "/bin/sh"]
+    assert argv[5] == "/kselftest/cgroup" and argv[-1] == "/kselftest/cgroup/test_x"
+
+
+def test_scratch_disk_image_is_ext2(tmp_path):
+    logs = []
+    image = kselftest.make_scratch_disk(tmp_path / "s", logs.append)
+    if image is None:
+        assert "no mkfs.ext2" in logs[0]
+        return
+    assert image.stat().st_size == kselftest.SCRATCH_SIZE
+    assert image.stat().st_blocks * 512 < 64 << 20          # sparse
+    with open(image, "rb") as f:
+        f.seek(1024 + 0x38)
+        assert f.read(2) == b"\x53\xef"                       # the ext2 superblock magic
+    kargs, qargs = kselftest.scratch_boot_args(image)
+    assert kargs == ["kselftest.scratch=/dev/vda"]
+    assert qargs == ["-drive", f"file={image},format=raw,if=virtio,cache=unsafe"]

@@ -1,5 +1,6 @@
 """pipeline.regress: verdicts, table and JUnit rows; synthetic and real 6.1 inputs."""
 
+import random
 from pathlib import Path
 
 import pytest
@@ -98,71 +99,154 @@ def test_real_6_1_baseline_vs_patched():
     assert [x.key for x in comp.regressions] == ["test_core: test_cgcore_destroy"]
 
 
-def test_a_regression_that_passes_on_a_retry_is_flaky_not_a_failure():
-    base = [r("migrate", PASSED), r("stats", PASSED), r("real", PASSED)]
-    first = [r("migrate", FAILED, "isn't frozen"), r("stats", FAILED), r("real", FAILED)]
-    comp = regress.compare(base, first)
-    assert sorted(x.key for x in comp.regressions) == [
-        "test_x: migrate", "test_x: real", "test_x: stats"]
-    assert regress.regressed_programs(comp) == ["test_x"]
-    retries = [[r("migrate", PASSED), r("stats", FAILED), r("real", FAILED)],
-               [r("migrate", FAILED), r("stats", PASSED), r("real", FAILED)]]
-    merged = regress.merge_retries(first, comp, retries)
-    final = regress.compare(base, merged)
-    assert [x.key for x in final.regressions] == ["test_x: real"]   # fails every time
-    assert sorted(x.key for x in final.by_verdict(regress.FLAKY)) == [
-        "test_x: migrate", "test_x: stats"]
-    stats = next(x for x in merged if x.subtest == "stats")
-    assert stats.retried == "failed on the first run, passed on retry 2 of 2"
-    rows = {res.key: res for _c, res in regress.junit_rows(final, "patched", "patched")}
-    assert rows["test_x: migrate"].status == PASSED
-    assert rows["test_x: migrate"].message.startswith("[flaky: failed on the first run")
-    assert rows["test_x: real"].status == FAILED
-    assert "| flaky |" in regress.markdown(final)
+# ---- statistics ---------------------------------------------------------------------------
+
+def test_fisher_one_sided_matches_hand_computed_values():
+    # 8/8 vs 0/8 failures: one table of C(16, 8) = 12870 is as extreme.
+    assert regress.fisher_one_sided(8, 8, 0, 8) == pytest.approx(1 / 12870)
+    assert regress.fisher_one_sided(5, 5, 0, 5) == pytest.approx(1 / 252)
+    assert regress.fisher_one_sided(4, 4, 0, 4) == pytest.approx(1 / 70)
+    # 3 of 4 vs 1 of 4: tables with >= 3 of the 4 failures in A: (C(4,3)C(4,1) + 1) / C(8,4)
+    assert regress.fisher_one_sided(3, 4, 1, 4) == pytest.approx(17 / 70)
+    assert regress.fisher_one_sided(0, 5, 5, 5) == 1.0            # the wrong direction
+    assert regress.fisher_one_sided(2, 2, 0, 0) == 1.0            # nothing to compare with
+    with pytest.raises(ValueError):
+        regress.fisher_one_sided(3, 2, 0, 2)
 
 
-def test_retries_do_not_touch_pre_existing_failures():
-    base, first = [r("old", FAILED)], [r("old", FAILED)]
-    merged = regress.merge_retries(first, regress.compare(base, first), [[r("old", PASSED)]])
-    assert regress.compare(base, merged).counts() == {regress.PRE_EXISTING: 1}
+def test_tally_counts_text():
+    t = regress.Tally(regress.REGRESSION, patched_runs=8, patched_passes=0,
+                      baseline_runs=8, baseline_passes=8)
+    assert t.counts() == "patched 0/8, baseline 8/8 passed on rerun, p<0.0001"
+    t = regress.Tally(regress.REGRESSION, 5, 0, 5, 5)
+    assert t.counts() == "patched 0/5, baseline 5/5 passed on rerun, p=0.0040"
+    assert regress.Tally(regress.REGRESSION, 4, 3, 4, 3).counts().endswith("p=0.79")
 
 
-def test_runner_retries_regressed_programs_on_both_kernels(monkeypatch, tmp_path):
+def simulate(p_fail_patched: float, p_fail_baseline: float, seed: int,
+             policy: regress.RerunPolicy | None = None, seconds_per_boot: float = 60.0):
+    """One job: the first run saw the subtest fail on patched and pass on baseline; the reruns
+    fail with the given probabilities. A fake clock advances per boot."""
+    rng = random.Random(seed)
+    clock = [0.0]
+    boots = []
+
+    def rerun(side, programs, n):
+        assert programs == ["test_x"]
+        boots.append((side, n))
+        clock[0] += seconds_per_boot
+        p = p_fail_patched if side == regress.PATCHED else p_fail_baseline
+        return [r("s", FAILED if rng.random() < p else PASSED), r("steady", PASSED)]
+
+    comp = regress.decide([r("s", PASSED), r("steady", PASSED)],
+                          [r("s", FAILED, "isn't frozen"), r("steady", PASSED)],
+                          rerun, policy or regress.RerunPolicy(), clock=lambda: clock[0])
+    row = next(x for x in comp.rows if x.key == "test_x: s")
+    return row, comp, boots
+
+
+def test_a_subtest_failing_30_percent_on_both_kernels_is_not_a_regression():
+    verdicts = [simulate(0.3, 0.3, seed)[0].verdict for seed in range(100)]
+    assert verdicts.count(regress.REGRESSION) <= 1
+    assert set(verdicts) <= {regress.FLAKY, regress.REGRESSION}
+
+
+def test_a_subtest_always_failing_on_patched_only_is_a_regression_within_the_budget():
+    policy = regress.RerunPolicy()
+    for seed in range(100):
+        row, comp, boots = simulate(1.0, 0.0, seed, policy)
+        assert row.verdict == regress.REGRESSION
+        assert comp.reruns <= policy.max_runs and comp.rerun_seconds <= policy.budget
+    # Decided as soon as it is significant: 5 reruns, p = 1/C(10,5) = 0.004 < 0.01.
+    assert row.tally.counts() == "patched 0/5, baseline 5/5 passed on rerun, p=0.0040"
+    assert boots[:2] == [(regress.PATCHED, 1), (regress.BASELINE, 1)]
+    assert len(boots) == 10
+
+
+def test_a_first_failure_that_never_comes_back_stops_early_as_flaky():
+    row, comp, _boots = simulate(0.0, 0.0, 1)
+    assert row.verdict == regress.FLAKY
+    # After 2 passing reruns on patched, 6 more failing ones could not reach p < 0.01.
+    assert comp.reruns < regress.RerunPolicy().max_runs
+    assert "cannot become significant" in row.tally.why
+
+
+def test_time_budget_ends_the_reruns():
+    policy = regress.RerunPolicy(max_runs=8, budget=150.0)
+    row, comp, boots = simulate(1.0, 0.0, 3, policy, seconds_per_boot=60.0)
+    # Round 1 (120 s), round 2 starts at 120 s < 150 s, then the budget is spent at 240 s.
+    assert comp.reruns == 2 and len(boots) == 4
+    assert row.verdict == regress.FLAKY and "budget" in row.tally.why
+
+
+def test_no_reruns_keeps_the_first_run_verdict():
+    row, _comp, boots = simulate(1.0, 0.0, 3, regress.RerunPolicy(max_runs=0))
+    assert row.verdict == regress.REGRESSION and row.tally is None and not boots
+
+
+def test_a_fix_is_tested_in_the_other_direction():
+    calls = []
+
+    def rerun(side, programs, n):
+        calls.append(side)
+        return [r("s", FAILED if side == regress.BASELINE else PASSED)]
+
+    comp = regress.decide([r("s", FAILED)], [r("s", PASSED)], rerun)
+    assert comp.rows[0].verdict == regress.FIXED
+    assert comp.rows[0].tally.counts() == "patched 5/5, baseline 0/5 passed on rerun, p=0.0040"
+
+
+def test_flaky_rows_in_junit_table_and_summary():
+    row, comp, _ = simulate(0.3, 0.3, 7)
+    assert row.verdict == regress.FLAKY
+    rows = {res.key: res for _c, res in regress.junit_rows(comp, "patched", "patched")}
+    flaky = rows["test_x: s"]
+    assert flaky.status == PASSED                       # not a failure ...
+    assert flaky.message.startswith("flaky: failed on the first run")   # ... but it says so
+    assert row.tally.counts() in flaky.message
+    assert flaky.flaky == "first run: isn't frozen"
+    base_rows = {res.key: res for _c, res in regress.junit_rows(comp, "baseline", "baseline")}
+    assert base_rows["test_x: s"].status == PASSED and "flaky" in base_rows["test_x: s"].message
+    table = regress.markdown(comp)
+    assert f"| flaky ({row.tally.counts()}) |" in table
+    summary = regress.summary_rows(comp)
+    assert summary[0]["verdict"] == regress.FLAKY and summary[0]["counts"] == row.tally.counts()
+    assert summary[0]["reruns"]["patched_runs"] == row.tally.patched_runs
+
+
+def test_regression_message_carries_the_counts():
+    _row, comp, _ = simulate(1.0, 0.0, 0)
+    rows = {res.key: res for _c, res in regress.junit_rows(comp, "patched", "patched")}
+    assert rows["test_x: s"].status == FAILED
+    assert rows["test_x: s"].message == (
+        "[regression, baseline: passed; patched 0/5, baseline 5/5 passed on rerun, "
+        "p=0.0040] isn't frozen")
+    assert "**regression** (patched 0/5, baseline 5/5 passed on rerun, p=0.0040)" in \
+        regress.markdown(comp)
+
+
+def test_runner_reruns_candidates_on_both_kernels(monkeypatch, tmp_path):
     import types
 
     from pipeline import runner
-    from pipeline.job import KselftestSettings
 
     calls: list[tuple[Path, list[str]]] = []
-    runs = {  # (kernel, retry) -> results of that fresh boot
-        ("patched", 1): [r("migrate", FAILED), r("real", FAILED), r("env", FAILED)],
-        ("baseline", 1): [r("migrate", PASSED), r("real", PASSED), r("env", PASSED)],
-        ("patched", 2): [r("migrate", PASSED), r("real", FAILED), r("env", FAILED)],
-        ("baseline", 2): [r("migrate", PASSED), r("real", PASSED), r("env", FAILED)],
-    }
 
     def fake_phase(kernel, build, out_dir, settings, python, log, timeout_scale=1.0,
                    only=None):
         calls.append((out_dir, only))
-        return kselftest.KselftestPhase(None, [], runs[(str(kernel), int(out_dir.name[-1]))])
+        status = FAILED if str(kernel) == "patched" else PASSED
+        return kselftest.KselftestPhase(None, [], [r("real", status), r("env", FAILED)])
 
     monkeypatch.setattr(kselftest, "run_phase", fake_phase)
-    run = types.SimpleNamespace(job=types.SimpleNamespace(kselftest=KselftestSettings()),
-                                log=lambda _m: None)
+    run = types.SimpleNamespace(log=lambda _m: None)
     patched = runner._KselftestKernel(Path("patched"), None, tmp_path / "p", None, 6.0)
     baseline = runner._KselftestKernel(Path("baseline"), None, tmp_path / "b", None, 6.0)
-    base = [r("migrate", PASSED), r("real", PASSED), r("env", PASSED),
-            CaseResult("cgroup", "test_ok", "", PASSED)]
-    first = [r("migrate", FAILED), r("real", FAILED), r("env", FAILED),
-             CaseResult("cgroup", "test_ok", "", PASSED)]
-    merged = runner._retry_regressions(run, patched, baseline, base, first)
-    assert calls == [(tmp_path / "p" / "kselftest-retry-1", ["test_x"]),
-                     (tmp_path / "b" / "kselftest-retry-1", ["test_x"]),
-                     (tmp_path / "p" / "kselftest-retry-2", ["test_x"]),
-                     (tmp_path / "b" / "kselftest-retry-2", ["test_x"])]
-    final = regress.compare(base, merged)
-    assert [x.key for x in final.regressions] == ["test_x: real"]
-    assert sorted(x.key for x in final.by_verdict(regress.FLAKY)) == [
-        "test_x: env", "test_x: migrate"]
-    env = next(x for x in merged if x.subtest == "env")
-    assert env.retried == "failed on every run; baseline failed it too on its retry 2 (same load)"
+    rerun = runner._rerunner(run, patched, baseline)
+    base = [r("real", PASSED), r("env", PASSED), CaseResult("cgroup", "test_ok", "", PASSED)]
+    first = [r("real", FAILED), r("env", FAILED), CaseResult("cgroup", "test_ok", "", PASSED)]
+    comp = regress.decide(base, first, rerun)
+    assert calls[:2] == [(tmp_path / "p" / "kselftest-rerun-1", ["test_x"]),
+                         (tmp_path / "b" / "kselftest-rerun-1", ["test_x"])]
+    assert [x.key for x in comp.regressions] == ["test_x: real"]
+    assert [x.key for x in comp.by_verdict(regress.FLAKY)] == ["test_x: env"]

@@ -18,6 +18,7 @@ import pipeline
 from pipeline import cache as cache_mod
 from pipeline.cli import main
 from pipeline.errors import StageFailed
+from pipeline.kselftest import FAILED, PASSED
 
 XSD = Path(__file__).parent / "fixtures" / "junit.xsd"
 
@@ -223,6 +224,10 @@ def test_build_error_is_reported_and_other_variants_go_on(project, fake_boot):
     assert "kernel/pool.c:1:2: error: pool is broken" in build["message"]
     failure = doc.xpath("//testsuite[@name='patched.build']/testcase/failure")[0]
     assert "kernel/pool.c:1:2: error: pool is broken" in failure.text
+    skipped = doc.xpath("//testsuite[@name='patched.boot']/testcase/skipped")[0]
+    assert skipped.get("message").startswith("not run: build failed: ")
+    assert "build failed: build failed" not in skipped.get("message")   # said once
+    assert skipped.text == skipped.get("message")                       # GitLab reads the text
 
 
 def test_conflicting_patch(project, fake_boot):
@@ -260,8 +265,8 @@ def test_panic_exit_3_with_console_tail(project, fake_boot):
 
 def test_unexpected_exception_still_gives_junit(project, fake_boot):
     fake_boot.behaviour = "crash"
-    code, _summary, doc = run(project, "--variant", "baseline")
-    assert code == 3
+    code, summary, doc = run(project, "--variant", "baseline")
+    assert code == 4 and summary["exit_code"] == 4     # a bug of ours: never 1 or 3
     error = doc.xpath("//testsuite[@name='baseline.boot']/testcase/error")[0]
     assert error.get("message") == "internal error: RuntimeError: bug in the boot code"
     assert "Traceback" in error.text
@@ -380,7 +385,7 @@ def test_a_bug_in_the_kselftest_report_still_gives_junit(project, fake_boot, mon
 
     monkeypatch.setattr(runner, "_kselftest_report", broken)
     code, _summary, doc = run(project, "--variant", "baseline")
-    assert code == 3
+    assert code == 4
     error = doc.xpath("//testsuite[@name='baseline.kselftest-report']/testcase/error")[0]
     assert "bug in the report" in error.get("message")
 
@@ -401,3 +406,105 @@ def test_user_checkout_is_untouched_by_a_passing_failing_or_interrupted_run(
     bad.write_text("CONFIG_9P_FS=y\n# CONFIG_INET is not set\n")
     assert run(project, *flags, "--kconfig", str(bad))[0] == 3
     assert snapshot(user_repo) == before
+
+
+def _enable_kselftest(project: Path, monkeypatch, run_phase) -> None:
+    """Turn the job's kselftests on, with a fake build and the given run_phase."""
+    from pipeline import kselftest
+
+    job = project / "job.yaml"
+    job.write_text(job.read_text() + "kselftest: {enabled: true, variants: [baseline, patched]}\n")
+
+    def fake_build(tree, cache_dir, targets, log, **_kw):
+        return kselftest.SelftestBuild(tree, cache_dir, [kselftest.Selftest("cgroup", "test_x")],
+                                       cache_dir / "log", 1.5)
+
+    monkeypatch.setattr(kselftest, "build_selftests", fake_build)
+    monkeypatch.setattr(kselftest, "run_phase", run_phase)
+
+
+def test_a_bug_in_the_kselftest_phase_is_an_error_case_exit_4(project, fake_boot, monkeypatch):
+    def broken(*_a, **_kw):
+        raise RuntimeError("bug in the kselftest phase")
+
+    _enable_kselftest(project, monkeypatch, broken)
+    code, summary, doc = run(project, "--variant", "baseline", "--variant", "patched")
+    assert code == 4 and summary["exit_code"] == 4
+    for variant in ("baseline", "patched"):       # every variant's JUnit is written
+        error = doc.xpath(f"//testsuite[@name='{variant}.kselftest-run']/testcase/error")[0]
+        assert error.get("message") == "internal error: RuntimeError: bug in the kselftest phase"
+        assert "Traceback" in error.text
+        assert suites(doc)[f"{variant}.guest"] == "passed"
+    build = doc.xpath("//testsuite[@name='baseline.kselftest-build']/testcase")[0]
+    assert build.get("time") == "1.500"            # the build's own time, not 0
+
+
+def test_kselftest_results_and_known_issues_reach_junit(project, fake_boot, monkeypatch):
+    from pipeline import known_issues, kselftest
+
+    def phase(kernel, build, out_dir, settings, python, log, timeout_scale=1.0, only=None):
+        res = [kselftest.CaseResult("cgroup", "test_x", "", FAILED, "exit code 1; failed: "
+                                    "known", duration=2.0),
+               kselftest.CaseResult("cgroup", "test_x", "known", FAILED, "no swap"),
+               kselftest.CaseResult("cgroup", "test_x", "fine", PASSED),
+               kselftest.CaseResult("cgroup", "test_x", "fixed-upstream", PASSED)]
+        return kselftest.KselftestPhase(types.SimpleNamespace(completed=True, failure=""), [],
+                                        res)
+
+    _enable_kselftest(project, monkeypatch, phase)
+    known = project / "known.yaml"
+    known.write_text("""\
+issues:
+  - {id: "cgroup/test_x: known", reason: "needs swap", evidence: "no swap device"}
+  - {id: "cgroup/test_x: fixed-upstream", reason: "old", evidence: "e", since: "6.0"}
+  - {id: "cgroup/test_x: fine", reason: "only on 7", evidence: "e", since: "7.0"}
+""")
+    real_load = known_issues.load
+    monkeypatch.setattr(known_issues, "load", lambda path=None: real_load(known))
+    code, summary, doc = run(project, "--variant", "baseline", "--variant", "patched")
+    assert code == 0, summary
+    for variant in ("baseline", "patched"):
+        suite = doc.xpath(f"//testsuite[@name='{variant}.kselftest']")[0]
+        assert suite.get("failures") == "0" and suite.get("errors") == "0"
+        skipped = suite.xpath("testcase[@name='test_x: known']/skipped")[0]
+        assert skipped.get("message") == "known issue: needs swap"
+        assert skipped.text.startswith("known issue: needs swap")
+        program = suite.xpath("testcase[@name='test_x']")[0]
+        assert program.find("failure") is None
+        assert "only known issues or flaky subtests failed (known)" in \
+            program.find("system-out").text
+        props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+        assert props["known_issues_passed"] == "cgroup/test_x: fixed-upstream"
+        assert suite.get("time") == "2.000"
+    assert summary["kselftest"]["variants"]["baseline"]["known_issues_passed"] == [
+        "cgroup/test_x: fixed-upstream"]
+    table = (project / "out" / "patched" / "kselftest-regressions.md").read_text()
+    assert "Known issue passed (remove it from the known-issues file?): " \
+           "cgroup/test_x: fixed-upstream" in table
+
+
+def test_a_run_clears_the_previous_results_but_not_the_users_files(project, fake_boot,
+                                                                     monkeypatch):
+    from pipeline import runner
+
+    out = project / "out"
+    (out / "baseline").mkdir(parents=True)
+    (out / "baseline" / "my-notes.txt").write_text("mine")
+    (out / "README.txt").write_text("mine too")
+    code, _summary, _doc = run(project, "--variant", "baseline")
+    assert code == 0
+    assert (out / "baseline" / "config").is_file()
+    (out / "baseline" / "added-later.txt").write_text("also mine")
+
+    def broken(*_a, **_kw):
+        raise RuntimeError("bug before any stage")
+
+    monkeypatch.setattr(runner, "prepare_tree", broken)
+    assert main(["run", "--job", str(project / "job.yaml"), "--variant", "baseline"]) == 4
+    # No old junit.xml or summary.json passes for this run's result ...
+    assert not (out / "junit.xml").exists() and not (out / "summary.json").exists()
+    assert not (out / "baseline" / "config").exists()
+    # ... and nothing of the user's is gone.
+    assert (out / "baseline" / "my-notes.txt").read_text() == "mine"
+    assert (out / "baseline" / "added-later.txt").read_text() == "also mine"
+    assert (out / "README.txt").read_text() == "mine too"

@@ -27,10 +27,14 @@ channel every guest has; the 9p root is read-only).
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import json
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -41,9 +45,22 @@ from pathlib import Path
 MANIFEST = "kselftest-manifest.json"
 DEFAULT_TIMEOUT = 45
 CGROUP2_MOUNTS = ("/sys/fs/cgroup/unified", "/run/kselftest-cgroup2")
+# As systemd mounts it: with nsdelegate a cgroup namespace is a delegation boundary, which
+# test_core's test_cgcore_lesser_ns_open checks (a write to cgroup.procs opened in a lesser
+# namespace must fail with ENOENT; without nsdelegate it succeeds).
+CGROUP2_OPTIONS = "nsdelegate"
 KILL_GRACE = 10.0  # seconds to collect output after killing a timed-out test
 # writable copy: tests create files in their cwd (TMPDIR is the guest init's tmpfs)
 WORK_DIR = Path(tempfile.gettempdir()) / "kselftest"
+# `kselftest.scratch=/dev/vda` on the kernel command line: an ext2 disk the host made for the
+# tests. The programs then run chrooted into it (the host's /usr, /etc, /dev, /proc, /sys
+# bound in): their cwd page cache is reclaimable, unlike tmpfs without swap (test_memcontrol's
+# min/low/high/max/reclaim), and "/" caches negative dentries, unlike 9p (test_kmem_basic).
+SCRATCH_ARG = "kselftest.scratch"
+SCRATCH_ROOT = "/run/kselftest-root"
+CHROOT_WORK = "/kselftest"
+MS_BIND, MS_REC = 4096, 16384
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 
 
 @dataclass
@@ -61,9 +78,7 @@ class RunOutcome:
     output: str
 
 
-def timeout_scale(cmdline: str | None = None) -> float:
-    """`kselftest.timeout_scale=F` on the kernel command line stretches every timeout
-    (kselftest's 45 s assume real hardware; TCG is several times slower)."""
+def _cmdline_value(name: str, cmdline: str | None = None) -> str | None:
     if cmdline is None:
         try:
             cmdline = Path("/proc/cmdline").read_text()
@@ -71,12 +86,24 @@ def timeout_scale(cmdline: str | None = None) -> float:
             cmdline = ""
     for word in cmdline.split():
         key, _, value = word.partition("=")
-        if key == "kselftest.timeout_scale":
-            try:
-                return max(float(value), 0.1)
-            except ValueError:
-                pass
-    return 1.0
+        if key == name:
+            return value
+    return None
+
+
+def timeout_scale(cmdline: str | None = None) -> float:
+    """`kselftest.timeout_scale=F` on the kernel command line stretches every timeout
+    (kselftest's 45 s assume real hardware; TCG is several times slower)."""
+    value = _cmdline_value("kselftest.timeout_scale", cmdline)
+    try:
+        return max(float(value), 0.1) if value is not None else 1.0
+    except ValueError:
+        return 1.0
+
+
+def scratch_device(cmdline: str | None = None) -> str | None:
+    """The block device named by `kselftest.scratch=` (None when not given)."""
+    return _cmdline_value(SCRATCH_ARG, cmdline) or None
 
 
 def load_manifest(install_dir: Path) -> list[Selftest]:
@@ -128,8 +155,8 @@ def mount_cgroup2() -> tuple[str, bool]:
         except OSError as e:
             errors.append(f"{where}: {e}")
             continue
-        res = subprocess.run(["mount", "-t", "cgroup2", "none", where], check=False,
-                             capture_output=True, text=True, timeout=30)
+        res = subprocess.run(["mount", "-t", "cgroup2", "-o", CGROUP2_OPTIONS, "none", where],
+                             check=False, capture_output=True, text=True, timeout=30)
         if res.returncode == 0:
             return where, True
         errors.append(f"{where}: {res.stderr.strip()}")
@@ -169,10 +196,59 @@ def unmount_cgroup2(where: str) -> list[str]:
     return problems
 
 
+def loopback_up() -> str:
+    """Bring `lo` up (the tiny init does not): test_memcg_sock talks TCP to localhost.
+    Returns a problem, or ""."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sk:
+            req = struct.pack("16sH14x", b"lo", 0)
+            flags = struct.unpack("16sH14x", fcntl.ioctl(sk.fileno(), SIOCGIFFLAGS, req))[1]
+            if not flags & IFF_UP:
+                fcntl.ioctl(sk.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo",
+                                                                   flags | IFF_UP))
+    except OSError as exc:
+        return f"cannot bring lo up: {exc}"
+    return ""
+
+
+def _mount(source: str, target: str, fstype: str | None, flags: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    os.makedirs(target, exist_ok=True)
+    if libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None,
+                  flags, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {source} {target}: {os.strerror(err)}")
+
+
+def make_chroot(device: str, root: str = SCRATCH_ROOT) -> str:
+    """Mount the scratch ext2 disk at `root` and make it a root the programs can run in:
+    the host's /usr and /etc, and the guest's /dev, /proc and /sys bound in (recursively, so
+    the cgroup2 mount is there too), /bin, /lib, ... as on the host. Returns `root`."""
+    _mount(device, root, "ext2", 0)
+    for top in ("usr", "etc"):
+        _mount(f"/{top}", f"{root}/{top}", None, MS_BIND)
+    for top in ("dev", "proc", "sys"):
+        _mount(f"/{top}", f"{root}/{top}", None, MS_BIND | MS_REC)
+    for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        host = Path("/") / top
+        mine = Path(root) / top
+        if host.is_symlink() and not mine.is_symlink():
+            os.symlink(os.readlink(host), mine)
+        elif host.is_dir() and not host.is_symlink():
+            _mount(str(host), str(mine), None, MS_BIND)
+    for top in ("tmp", CHROOT_WORK.strip("/")):
+        os.makedirs(f"{root}/{top}", mode=0o1777, exist_ok=True)
+        os.chmod(f"{root}/{top}", 0o1777)
+    return root
+
+
 def working_copy(install_dir: Path, collection: str) -> Path:
-    """Copy the collection to tmpfs once: the 9p root is read-only, and tests
-    such as test_memcontrol create their page-cache files in the cwd."""
-    dest = WORK_DIR / collection
+    """Copy the collection once to somewhere writable: the 9p root is read-only, and tests
+    such as test_memcontrol create their page-cache files in the cwd. On the scratch disk
+    when there is one (see make_chroot), else on the guest's tmpfs."""
+    root = _phase.get("chroot")
+    base = Path(f"{root}{CHROOT_WORK}") if root else WORK_DIR
+    dest = base / collection
     if not dest.is_dir():
         shutil.copytree(install_dir / collection, dest, symlinks=True)
     return dest
@@ -188,8 +264,14 @@ def command(path: Path) -> list[str]:
 
 def run_selftest(test: Selftest, install_dir: Path) -> RunOutcome:
     cwd = working_copy(install_dir, test.collection)
+    root = _phase.get("chroot")
+    argv = command(cwd / test.name)
+    if isinstance(root, str):
+        inside = "/" + str(cwd.relative_to(root))
+        argv = ["chroot", root, "/bin/sh", "-c", 'cd "$0" && exec "$@"', inside,
+                *command(Path(inside) / test.name)]
     start = time.monotonic()
-    proc = subprocess.Popen(command(cwd / test.name), cwd=cwd, stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     timed_out = False
@@ -224,17 +306,47 @@ def emit(console: Console, test: Selftest, outcome: RunOutcome) -> None:
 _phase: dict[str, object] = {}
 
 
-def setup_module(module: object) -> None:
+def setup_phase() -> list[str]:
+    """Mount cgroup2, bring lo up, make the chroot on the scratch disk when there is one.
+    Returns notes on what could not be done (the tests then say what they miss)."""
+    notes = []
     where, ours = mount_cgroup2()
     _phase["mount"] = (where, ours)
+    problem = loopback_up()
+    if problem:
+        notes.append(problem)
+    device = scratch_device()
+    if device:
+        try:
+            _phase["chroot"] = make_chroot(device)
+        except OSError as exc:
+            notes.append(f"no scratch disk ({exc}): the programs run on tmpfs")
+    return notes
+
+
+def teardown_phase() -> list[str]:
+    problems = []
+    root = _phase.pop("chroot", None)
+    if root:
+        res = subprocess.run(["umount", "-R", "-l", str(root)], check=False,
+                             capture_output=True, text=True, timeout=60)
+        if res.returncode != 0:
+            problems.append(f"umount {root}: {res.stderr.strip()}")
+    where, ours = _phase.pop("mount", (None, False))
+    if where and ours:
+        problems += unmount_cgroup2(where)
+    return problems
+
+
+def setup_module(module: object) -> None:
+    for note in setup_phase():
+        print("kselftest setup:", note, file=sys.stderr)
 
 
 def teardown_module(module: object) -> None:
-    where, ours = _phase.pop("mount", (None, False))
-    if where and ours:
-        problems = unmount_cgroup2(where)
-        if problems:
-            print("kselftest teardown:", "; ".join(problems), file=sys.stderr)
+    problems = teardown_phase()
+    if problems:
+        print("kselftest teardown:", "; ".join(problems), file=sys.stderr)
 
 
 def pytest_generate_tests(metafunc: object) -> None:
@@ -271,14 +383,18 @@ def main(argv: list[str]) -> int:
     tests = load_manifest(install_dir)
     console = Console()
     try:
-        where, ours = mount_cgroup2()
-        console.line(f"KSELFTEST-PHASE start cgroup2={where} tests={len(tests)}")
+        notes = setup_phase()
+        where, _ours = _phase["mount"]
+        console.line(f"KSELFTEST-PHASE start cgroup2={where} tests={len(tests)} "
+                     f"root={_phase.get('chroot', '/')}")
+        for note in notes:
+            console.line(f"KSELFTEST-PHASE warning {note}")
         failed = 0
         for test in tests:
             outcome = run_selftest(test, install_dir)
             emit(console, test, outcome)
             failed += outcome.rc not in (0, 4)
-        problems = unmount_cgroup2(where) if ours else []
+        problems = teardown_phase()
         for p in problems:
             console.line(f"KSELFTEST-PHASE warning {p}")
         console.line(f"KSELFTEST-PHASE end failed={failed}")
