@@ -30,6 +30,7 @@ class Variant:
     series: bool = True                     # apply the job's series (false: baseline tree)
     kconfig_extra: list[Path] = field(default_factory=list)
     timeout_scale: float = 1.0              # multiplies the boot/test/total timeouts
+    kernel_args: list[str] = field(default_factory=list)  # after qemu.kernel_args
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ def _type(value: Any) -> str:
 
 _TOP_KEYS = {"tree", "series", "base_config", "kconfig", "tests", "variants", "qemu", "timeouts",
              "out", "cache_dir", "tree_sha256", "kselftest", "matrix"}
-_VARIANT_KEYS = {"name", "series", "kconfig_extra", "timeout_scale"}
+_VARIANT_KEYS = {"name", "series", "kconfig_extra", "timeout_scale", "kernel_args"}
 _QEMU_KEYS = {"memory", "smp", "accel", "kernel_args", "qemu_args"}
 _TIMEOUT_KEYS = {"build", "boot", "test", "total"}
 _KSELFTEST_KEYS = {"enabled", "targets", "variants", "timeout_scale", "retries", "alpha",
@@ -285,7 +286,8 @@ def load_job(path: Path | None = None) -> Job:
                 series=check.boolean(item.get("series", True), f"{key}.series"),
                 kconfig_extra=extra,
                 timeout_scale=check.number(item.get("timeout_scale", 1.0),
-                                           f"{key}.timeout_scale")))
+                                           f"{key}.timeout_scale"),
+                kernel_args=check.strings(item.get("kernel_args"), f"{key}.kernel_args")))
 
     raw_q = check.mapping(top.get("qemu"), "qemu", _QEMU_KEYS)
     defaults_q = QemuSettings()

@@ -212,7 +212,8 @@ def _boot_settings(run: _Run, variant: Variant, boot):  # boot: the late-importe
     return boot.BootSettings(
         memory=job.qemu.memory, smp=job.qemu.smp, accel=run.accel or job.qemu.accel,
         boot_timeout=job.timeouts.boot * scale, test_timeout=job.timeouts.test * scale,
-        total_timeout=job.timeouts.total * scale, kernel_args=list(job.qemu.kernel_args),
+        total_timeout=job.timeouts.total * scale,
+        kernel_args=[*job.qemu.kernel_args, *variant.kernel_args],
         qemu_args=list(job.qemu.qemu_args))
 
 
