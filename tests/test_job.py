@@ -41,7 +41,7 @@ def test_default_job_loads_and_resolves_against_project_root():
                                              "patched-kasan"]
     assert job.variants[0].series is False
     assert job.variants[2].timeout_scale == 4
-    assert job.variants[3].kernel_args == ["acpi=noirq"] and job.variants[2].kernel_args == []
+    assert job.variants[3].kernel_args == ["acpi=noirq", "pool_fill_size=1024"] and job.variants[2].kernel_args == []
     assert job.variants[2].kconfig_extra == [PROJECT_ROOT / "kconfigs" / "debug.config"]
 
 
