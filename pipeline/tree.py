@@ -11,30 +11,27 @@ into the cache with `git clone --shared --no-checkout` and the revision is check
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
-import lzma
 import os
 import re
 import shutil
-import tarfile
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import git
 import requests
 
-from . import proc
+from . import proc, safetar
 from .cache import Cache, short_hash
 from .errors import BadInput, StageFailed
 
 Logger = Callable[[str], None]
 MARKER = "pipeline-tree.json"          # in the repo's .git folder: entry complete
 GIT_TIMEOUT = 1800                     # seconds, for the one big add/commit/clone step
-HAS_DATA_FILTER = hasattr(tarfile, "data_filter")  # PEP 706, Python >= 3.11.4
 TARBALL_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
 BASELINE_MESSAGE = """baseline {version} ({source})
 
@@ -95,63 +92,22 @@ def version_tuple(version: str) -> tuple[int, ...]:
 
 # --- safe extraction --------------------------------------------------------------------------
 
-def _check_member(member: tarfile.TarInfo, tarball: Path) -> None:
-    """Refuse members that could write outside the destination or create device nodes."""
-    name = member.name
-    path = PurePosixPath(name)
-    if name.startswith("/") or path.is_absolute():
-        raise BadInput(f"{tarball}: member {name!r} has an absolute path: refused")
-    if ".." in path.parts:
-        raise BadInput(f"{tarball}: member {name!r} contains '..': refused")
-    if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
-        raise BadInput(f"{tarball}: member {name!r} is a device or fifo: refused")
-    if member.issym():
-        target = member.linkname
-        joined = os.path.normpath(os.path.join(os.path.dirname(name), target))
-        if target.startswith("/") or joined == ".." or joined.startswith("../"):
-            raise BadInput(f"{tarball}: symlink {name!r} -> {target!r} points outside: refused")
-    elif member.islnk():
-        joined = os.path.normpath(member.linkname)
-        if member.linkname.startswith("/") or joined == ".." or joined.startswith("../"):
-            raise BadInput(f"{tarball}: hard link {name!r} -> {member.linkname!r} "
-                           "points outside: refused")
-
-
 def safe_extract(tarball: Path, dest: Path, log: Logger, progress_every: float = 15.0) -> int:
-    """Extract `tarball` into `dest` member by member after checking each one (and with
-    tarfile's 'data' filter on top). Returns the number of members. Corrupt or truncated
-    archives raise BadInput; a full disk raises StageFailed. The caller removes `dest` on error."""
-    dest.mkdir(parents=True, exist_ok=True)
-    count = 0
-    start = last = time.monotonic()
+    """Extract `tarball` into `dest` with pipeline.safetar (the same checks on every Python
+    >= 3.11, with or without tarfile's PEP 706 filters). Returns the number of members.
+    Unsafe members and corrupt or truncated archives raise BadInput; a full disk raises
+    StageFailed. The caller removes `dest` on error."""
     try:
-        with tarfile.open(tarball, mode="r|*") as archive:
-            for member in archive:
-                _check_member(member, tarball)
-                if HAS_DATA_FILTER:
-                    try:
-                        archive.extract(member, dest, filter="data")
-                    except tarfile.FilterError as exc:
-                        raise BadInput(f"{tarball}: member {member.name!r} refused: {exc}"
-                                       ) from None
-                else:  # Debian 12's Python 3.11.2 predates PEP 706: our own check only
-                    archive.extract(member, dest)
-                count += 1
-                now = time.monotonic()
-                if now - last >= progress_every:
-                    log(f"  extracting {tarball.name}: {count} files ({now - start:.0f}s)")
-                    last = now
-    except (tarfile.ReadError, tarfile.CompressionError, EOFError, lzma.LZMAError,
-            zlib.error) as exc:
-        raise BadInput(f"{tarball}: corrupt or truncated archive ({exc or type(exc).__name__})"
-                       ) from None
+        return safetar.extract(tarball, dest, log, progress_every)
+    except safetar.UnsafeArchive as exc:
+        raise BadInput(f"{tarball}: {exc}: refused" if "refused" not in str(exc)
+                       else f"{tarball}: {exc}") from None
+    except safetar.BrokenArchive as exc:
+        raise BadInput(f"{tarball}: corrupt or truncated archive ({exc})") from None
     except OSError as exc:
-        if exc.errno == 28:
+        if exc.errno == errno.ENOSPC:
             raise StageFailed(f"disk full while extracting {tarball} into {dest}") from None
         raise
-    if count == 0:
-        raise BadInput(f"{tarball}: empty archive")
-    return count
 
 
 def _source_root(folder: Path) -> Path:

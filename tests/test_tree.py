@@ -33,13 +33,9 @@ def bad_tarball(tmp_path: Path, *members: dict) -> Path:
      "device"),
     ({"name": "linux/fifo", "type": tarfile.FIFOTYPE}, "device or fifo"),
 ])
-@pytest.mark.parametrize("data_filter", [True, False])
-def test_safe_extract_refuses_escaping_members(tmp_path, monkeypatch, member, words,
-                                               data_filter):
-    """Our own check refuses, with or without PEP 706's filter (Debian 12 has 3.11.2)."""
-    if data_filter and not hasattr(tarfile, "data_filter"):
-        pytest.skip("this Python's tarfile has no data filter")
-    monkeypatch.setattr(T, "HAS_DATA_FILTER", data_filter)
+def test_safe_extract_refuses_escaping_members(tmp_path, member, words):
+    """Our own writer refuses, with or without PEP 706's filter (Debian 12 has 3.11.2; the
+    same cases under /usr/bin/python3 are in test_safetar.py)."""
     path = bad_tarball(tmp_path, member)
     with pytest.raises(BadInput, match=words):
         T.safe_extract(path, tmp_path / "dest", print)
