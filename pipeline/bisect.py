@@ -21,6 +21,7 @@ import argparse
 import json
 import re
 import time
+import traceback
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -40,6 +41,7 @@ MARKS = {GOOD: "good", BAD: "bad", SKIP: "skip"}
 _BUILD_STAGES = ("apply", "configure", "build")
 _FIRST_BAD = re.compile(r"^([0-9a-f]{40}) is the first bad commit", re.MULTILINE)
 _ONLY_SKIPPED = "only 'skip'ped commits left"
+INTERNAL_PREFIX = "internal error"   # how runner._stage words a case for an unexpected exception
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,11 @@ def verdict_of(report: RunReport) -> Verdict:
         return Verdict(ABORT, f"interrupted by {report.interrupted}")
     if not report.variants:
         return Verdict(ABORT, "the run reported nothing")
+    for stage in report.variants[0].stages:
+        broken = next((c for c in stage.cases if c.status in (FAILED, ERROR)
+                       and c.message.startswith(INTERNAL_PREFIX)), None)
+        if broken is not None:   # the pipeline's own bug is no verdict on the commit
+            return Verdict(ABORT, f"{stage.name}: {broken.message}")
     for stage in report.variants[0].stages:
         bad = [c for c in stage.cases if c.status in (FAILED, ERROR)]
         if not bad:
@@ -341,6 +348,11 @@ def _cmd_step(args: argparse.Namespace, log: Log) -> int:
         verdict = stepper.step(sha, out)
     except PipelineError as exc:
         log(f"bisect-step: abort: {exc.message}")
+        return ABORT
+    except Exception:  # noqa: BLE001 - our own bug must stop git bisect, not mark the commit
+        log("bisect-step: abort (exit 128): internal error of the pipeline, please report it "
+            "with this traceback:")
+        log(traceback.format_exc().rstrip())
         return ABORT
     log(f"bisect-step {sha[:12]}: {verdict.mark} ({verdict.reason}); exit {verdict.code}; "
         f"report {out / 'junit.xml'}")

@@ -394,11 +394,38 @@ def _description(result: ImportResult) -> str:
     return f"{result.cover.subject}\n\n{result.cover.body.strip()}\n"
 
 
+IMPORT_MARK = "# written by `pipeline series import`: --force may replace this folder\n"
+
+
+def _replaceable(out: Path) -> str:
+    """Why `out` may not be replaced by --force ('' when it may): only a folder that this
+    command wrote (series.yaml starts with IMPORT_MARK) holding nothing but its series.yaml
+    and *.patch files. --force once deleted a whole git checkout given as -o by mistake."""
+    if out.is_symlink() or not out.is_dir():
+        return "it is not a folder"
+    try:
+        with open(out / "series.yaml", encoding="utf-8", errors="replace") as handle:
+            first = handle.readline()
+    except OSError:
+        return "it has no series.yaml written by `pipeline series import`"
+    if first != IMPORT_MARK:
+        return "its series.yaml was not written by `pipeline series import`"
+    for entry in out.iterdir():
+        if entry.is_symlink() or not entry.is_file() or not (
+                entry.name == "series.yaml" or entry.name.endswith(".patch")):
+            return f"it holds {entry.name!r}, which `pipeline series import` does not write"
+    return ""
+
+
 def write_folder(result: ImportResult, out: Path, force: bool) -> Path:
     """Write the series folder atomically (a temporary sibling renamed into place)."""
     out = out.expanduser().resolve()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise BadInput(f"{out} exists and is not empty (pass --force to replace it)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not force:
+            raise BadInput(f"{out} exists and is not empty (pass --force to replace it)")
+        why = _replaceable(out)
+        if why:
+            raise BadInput(f"{out}: --force refused: {why}; remove it yourself if you mean it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
@@ -409,9 +436,9 @@ def write_folder(result: ImportResult, out: Path, force: bool) -> Path:
             (tmp / patch.file_name).write_text(patch.text)
         meta = {"name": result.name, "base": result.base, "link": result.link,
                 "description": _description(result)}
-        header = ""
+        header = IMPORT_MARK
         if not result.base:
-            header = ("# base: the thread names no base kernel version; fill in the versions "
+            header += ("# base: the thread names no base kernel version; fill in the versions "
                       "this series applies to, e.g. [\"6.1\"]\n")
         (tmp / "series.yaml").write_text(header + yaml.dump(
             meta, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100))

@@ -27,6 +27,7 @@ from .errors import BadInput, PipelineError, StageFailed
 from .job import PROJECT_ROOT, Job, Variant
 from .junit import write_junit, write_summary
 from .log import Log, fmt_duration
+from .outdir import clear_variant_out
 from .results import ERROR, FAILED, PASSED, SKIPPED, Case, RunReport, Stage, VariantReport
 from .tree import Tree, prepare_tree
 
@@ -390,8 +391,7 @@ def _run_variant(run: _Run, variant: Variant, tree: Tree,
     run.report.variants.append(vr)
     planned = _planned(uses_series, run.build_only)
     out = run.job.out / variant.name
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+    clear_variant_out(out, run.log)   # only what a run writes there (pipeline.outdir)
     run.log(f"variant {variant.name}: " + (f"series {series.name} on {tree.version}"
                                             if uses_series and series else
                                             f"baseline {tree.version}"))

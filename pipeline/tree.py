@@ -25,7 +25,7 @@ from pathlib import Path
 import git
 import requests
 
-from . import proc, safetar
+from . import netfetch, proc, safetar
 from .cache import Cache, short_hash
 from .errors import BadInput, StageFailed
 
@@ -223,54 +223,60 @@ def sha256_file(path: Path) -> str:
 
 def download(url: str, cache: Cache, log: Logger, sha256: str | None,
              timeout: float = 3600.0, session: requests.Session | None = None) -> Path:
-    """Stream `url` into cache/downloads (checked against `sha256` before it is used)."""
+    """Stream `url` into cache/downloads (checked against `sha256` before it is used); the
+    whole download must finish within `timeout` seconds. A finished download is published
+    with its own sha256 beside it (`<file>.sha256`): a cached file is reused only when it
+    still has that checksum (and the expected one), so a cut or garbled file is fetched again."""
     name = _slug(url.rstrip("/").rsplit("/", 1)[-1])
     dest = cache.dir("downloads") / f"{short_hash(url)}-{name}"
+    stamp = dest.with_name(dest.name + ".sha256")
     with cache.lock(f"download-{short_hash(url)}", f"download of {url}", log):
         if dest.is_file():
-            if sha256 is None or sha256_file(dest) == sha256:
+            have = sha256_file(dest)
+            recorded = stamp.read_text().strip() if stamp.is_file() else ""
+            if have == recorded and (sha256 is None or have == sha256):
                 log(f"  {url}: already downloaded ({dest})")
                 return dest
-            log(f"  {url}: cached copy has another sha256, downloading again")
+            log(f"  {url}: cached copy is incomplete or has another sha256, downloading again")
             dest.unlink()
+            stamp.unlink(missing_ok=True)
         part = dest.with_name(dest.name + ".part")
-        http = session or requests.Session()
         start = last = time.monotonic()
         digest = hashlib.sha256()
         try:
-            with http.get(url, stream=True, timeout=(30, 120)) as resp:
-                if resp.status_code >= 400:
-                    raise BadInput(f"download {url}: HTTP {resp.status_code} {resp.reason}")
-                total = int(resp.headers.get("content-length") or 0)
-                done = 0
-                with open(part, "wb") as handle:
-                    for block in resp.iter_content(1 << 20):
-                        handle.write(block)
-                        digest.update(block)
-                        done += len(block)
-                        now = time.monotonic()
-                        if now - start > timeout:
-                            raise StageFailed(f"download {url}: gave up after {timeout:.0f}s")
-                        if now - last >= 15:
-                            pct = f" of {total >> 20} MiB ({100 * done // total}%)" if total else ""
-                            log(f"  downloading {url}: {done >> 20} MiB{pct}")
-                            last = now
-                if total and done != total:
-                    raise StageFailed(f"download {url}: got {done} of {total} bytes")
+            done = total = 0
+            with open(part, "wb") as handle:
+                for block, total in netfetch.stream(url, deadline=timeout, session=session):
+                    handle.write(block)
+                    digest.update(block)
+                    done += len(block)
+                    now = time.monotonic()
+                    if now - last >= 15:
+                        pct = f" of {total >> 20} MiB ({100 * done // total}%)" if total else ""
+                        log(f"  downloading {url}: {done >> 20} MiB{pct}")
+                        last = now
+            if total and done != total:
+                raise StageFailed(f"download {url}: got {done} of {total} bytes")
             got = digest.hexdigest()
             if sha256 is not None and got != sha256:
                 raise BadInput(f"download {url}: sha256 mismatch: expected {sha256}, got {got}")
+            stamp.write_text(got + "\n")
             os.rename(part, dest)
-        except requests.RequestException as exc:
-            raise StageFailed(f"download {url} failed: {exc}") from None
         except OSError as exc:
-            if exc.errno == 28:
+            stamp.unlink(missing_ok=True)
+            if exc.errno == errno.ENOSPC:
                 raise StageFailed(f"disk full while downloading {url}") from None
             raise
         finally:
             part.unlink(missing_ok=True)
         log(f"  downloaded {url} ({time.monotonic() - start:.0f}s, sha256 {got})")
         return dest
+
+
+def forget_download(path: Path) -> None:
+    """Remove a downloaded file that turned out to be no usable tarball (never reused)."""
+    path.unlink(missing_ok=True)
+    path.with_name(path.name + ".sha256").unlink(missing_ok=True)
 
 
 # --- local git checkouts ----------------------------------------------------------------------
@@ -389,7 +395,11 @@ def prepare_tree(spec: str, cache: Cache, log: Logger, sha256: str | None = None
     if re.match(r"^https?://", spec):
         tarball = download(spec, cache, log, sha256)
         key = f"url-{_slug(_strip_suffix(tarball.name))}-{short_hash(spec, sha256_file(tarball))}"
-        return tree_from_tarball(tarball, cache, log, key, spec, spec)
+        try:
+            return tree_from_tarball(tarball, cache, log, key, spec, spec)
+        except BadInput:
+            forget_download(tarball)   # a garbage download is never reused
+            raise
     path, rev = split_rev(spec)
     if path.is_file():
         if not path.name.endswith(TARBALL_SUFFIXES):
