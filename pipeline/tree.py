@@ -148,14 +148,35 @@ def _commit_baseline(src: Path, version: str, source: str) -> str:
         repo.close()
 
 
+def _head(repo: Path) -> str:
+    """The commit id checked out in `repo` ('' when it is not a usable git checkout)."""
+    if not (repo / ".git").exists():
+        return ""
+    try:
+        done = proc.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=repo, timeout=60)
+    except OSError:
+        return ""
+    return done.output.strip() if done.returncode == 0 else ""
+
+
 def _entry_ready(path: Path) -> dict | None:
+    """The marker of a complete tree entry, or None. Complete means: the marker is there,
+    the top-level kernel files are there and HEAD is the recorded baseline commit (a folder
+    a user or a crash emptied is redone, not reported as ready)."""
     marker = path / ".git" / MARKER
     if not marker.is_file():
         return None
     try:
-        return json.loads(marker.read_text())
+        info = json.loads(marker.read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(info, dict) or not {"commit", "version"} <= info.keys():
+        return None
+    if not ((path / "Makefile").is_file() and (path / "Kconfig").is_file()):
+        return None
+    if _head(path) != info["commit"]:
+        return None
+    return info
 
 
 def tree_from_tarball(tarball: Path, cache: Cache, log: Logger, key: str, source: str,
@@ -168,6 +189,8 @@ def tree_from_tarball(tarball: Path, cache: Cache, log: Logger, key: str, source
         if info is not None:
             log(f"  tree {spec}: cached {final} ({info['version']})")
             return Tree(spec, key, final, final, info["commit"], info["version"])
+        if final.exists():
+            log(f"  cache entry {final} is incomplete or damaged: extracting again")
         for stale in [final, *trees.glob(f".tmp-{key}-*")]:
             if stale.exists():
                 log(f"  removing unfinished cache entry {stale}")
@@ -348,6 +371,10 @@ def tree_from_git(path: Path, rev: str, cache: Cache, log: Logger, spec: str) ->
         checkout = cache.dir("trees") / key
         try:
             done = clone / ".git" / "pipeline-checkouts" / sha
+            if done.is_file() and not ((checkout / "Makefile").is_file()
+                                       and _head(checkout) == sha):
+                log(f"  checkout {checkout} is missing or damaged: checking out again")
+                done.unlink()
             if not done.is_file():
                 if checkout.exists():
                     log(f"  removing unfinished checkout {checkout}")

@@ -169,3 +169,27 @@ def test_disk_full_while_extracting_leaves_no_entry(tmp_path, small_disk):
     with pytest.raises(StageFailed, match="disk full while extracting"):
         T.prepare_tree(str(tarball), cache, print)
     assert list((small_disk / "cache" / "trees").iterdir()) == []
+
+
+def test_damaged_cache_entry_is_redone(tmp_path, fake_kernel_tarball):
+    """Issue 13: a published entry whose files went missing is extracted again."""
+    cache = Cache(tmp_path / "cache")
+    tree = T.prepare_tree(str(fake_kernel_tarball), cache, print)
+    os.remove(tree.checkout / "Makefile")
+    lines: list[str] = []
+    again = T.prepare_tree(str(fake_kernel_tarball), cache, lines.append)
+    assert (again.checkout / "Makefile").is_file()
+    assert any("incomplete or damaged" in line for line in lines)
+
+
+def test_deleted_git_checkout_is_never_tree_ok(tmp_path, user_repo):
+    """Issue 13: the cache's checkout of a commit was deleted: it is checked out again."""
+    import shutil
+    cache = Cache(tmp_path / "cache")
+    tree = T.prepare_tree(f"{user_repo}@v1", cache, print)
+    shutil.rmtree(tree.checkout)
+    again = T.prepare_tree(f"{user_repo}@v1", cache, print)
+    assert (again.checkout / "kernel" / "fork.c").read_text() == "int fork;\n"
+    (again.checkout / "Makefile").unlink()
+    third = T.prepare_tree(f"{user_repo}@v1", cache, print)
+    assert (third.checkout / "Makefile").is_file()
