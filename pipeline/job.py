@@ -10,6 +10,7 @@ default job (pipeline/data/default-job.yaml). Command-line flags are merged in b
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -175,6 +176,10 @@ class _Checker:
         return [self.string(item, f"{key}[{i}]") for i, item in enumerate(value)]
 
     def existing(self, value: str, key: str, base: Path, kind: str) -> Path:
+        try:
+            utf8_path(value, kind)
+        except BadInput as exc:
+            raise self.fail(key, exc.message) from None
         path = (base / Path(value).expanduser()).resolve()
         if not path.exists():
             raise self.fail(key, f"{kind} {value!r} does not exist ({path})")
@@ -207,6 +212,18 @@ _VARIANT_KEYS = {"name", "series", "kconfig_extra", "timeout_scale"}
 _QEMU_KEYS = {"memory", "smp", "accel", "kernel_args", "qemu_args"}
 _TIMEOUT_KEYS = {"build", "boot", "test", "total"}
 _KSELFTEST_KEYS = {"enabled", "targets", "variants", "timeout_scale", "retries"}
+
+
+def utf8_path(path: Path | str, what: str) -> None:
+    """BadInput for a path that is not valid UTF-8 (Python holds its bad bytes as lone
+    surrogates, which cannot be written to a log, a .config or JUnit XML: the run would crash
+    at the end and lose its report)."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(text).decode("utf-8", errors="backslashreplace")
+        raise BadInput(f"{what} {shown}: the path is not valid UTF-8; rename it") from None
 
 
 def normalize_tree_spec(spec: str, base: Path) -> str:
@@ -250,6 +267,7 @@ def load_job(path: Path | None = None) -> Job:
     else:
         file = path.expanduser().resolve()
         base = file.parent
+    utf8_path(file, "job file")
     data, lines = _load_yaml(file)
     check = _Checker(file, lines)
     top = check.mapping(data, "", _TOP_KEYS)
@@ -380,6 +398,7 @@ def apply_overrides(job: Job, flags: Overrides, cwd: Path | None = None) -> Job:
     cwd = cwd or Path.cwd()
 
     def flag_path(value: str, flag: str, fragment: bool = False) -> Path:
+        utf8_path(value, flag)
         path = (cwd / Path(value).expanduser()).resolve()
         if not path.exists():
             raise BadInput(f"{flag} {value}: does not exist ({path})")
@@ -388,6 +407,10 @@ def apply_overrides(job: Job, flags: Overrides, cwd: Path | None = None) -> Job:
         return path
 
     changes: dict[str, Any] = {}
+    for value, flag in ((flags.tree, "--tree"), (flags.series, "--series"),
+                        (flags.out, "--out"), (flags.cache_dir, "--cache-dir")):
+        if value is not None:
+            utf8_path(value, flag)
     if flags.tree is not None:
         try:
             changes["tree"] = normalize_tree_spec(flags.tree, cwd)

@@ -386,3 +386,24 @@ def test_internal_error_case_is_abort_not_bad_or_skip():
                                             "internal error: UnicodeEncodeError: x")]))
         report = RunReport(variants=[vr])
         assert bisect.verdict_of(report).code == 128, stage
+
+
+def test_non_utf8_path_is_bad_input_before_it_reaches_junit(project, fake_boot,  # noqa: F811
+                                                           capsys):
+    """A fragment named with a Latin-1 byte once crashed the JUnit writer (a lone surrogate)
+    at the end of the run, after the build: now it is refused first, with exit 2."""
+    frag = os.fsencode(str(project)) + b"/caf\xe9.config"
+    with open(frag, "wb") as handle:
+        handle.write(b"CONFIG_NR_CPUS=2\n")
+    code = cli.main(["run", "--job", str(project / "job.yaml"), "--variant", "baseline",
+                     "--kconfig", os.fsdecode(frag)])
+    assert code == 2
+    assert "caf\\xe9.config: the path is not valid UTF-8" in _said(capsys)
+    assert not fake_boot.calls
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_series_import_timeout_must_be_finite(tmp_path, value):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["series", "import", "x.mbox", "-o", str(tmp_path / "o"), "--timeout", value])
+    assert exc.value.code == 2
