@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field, replace
@@ -29,7 +30,15 @@ from . import apply as apply_mod
 from . import proc
 from .cache import Cache, default_cache_root
 from .errors import BadInput, PipelineError
-from .job import Job, Overrides, Variant, apply_overrides, load_job, normalize_series_spec
+from .job import (
+    Job,
+    Overrides,
+    Variant,
+    apply_overrides,
+    check_boot_paths,
+    load_job,
+    normalize_series_spec,
+)
 from .log import Log, fmt_duration
 from .qemu import Machine
 from .results import ERROR, FAILED, PASSED, RunReport
@@ -331,6 +340,7 @@ def _stepper(args: argparse.Namespace, tree_arg: str, log: Log) -> tuple[Stepper
     job = replace(job, series=series, tests=_test_paths(args.test, cwd),
                   variants=[_variant(job, args.variant, series is not None)])
     Machine.load().find_binary()  # no QEMU: stop here, before any commit is judged
+    check_boot_paths(Path(sys.executable), Path(__file__).resolve().parent / "guest")
     cache = Cache(job.cache_dir or default_cache_root())
     return Stepper(job, user, cache, log, with_series=series is not None), user.sha
 

@@ -25,7 +25,7 @@ from .results import EXIT_INTERNAL
 from .runner import run_job
 
 ABORT_BISECT = 128                          # git bisect run: stop, judge no commit
-NEEDS_GIT = {"run", "bench", "check-series", "rebase", "bisect-step", "bisect"}
+NEEDS_GIT = {"run", "bench", "check-series", "rebase", "bisect-step", "bisect", "series"}
 
 EPILOG = """exit codes: 0 all passed, 1 a guest test failed, 2 bad input,
 3 apply/configure/build/boot failed (or the run was interrupted),

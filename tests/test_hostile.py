@@ -407,3 +407,9 @@ def test_series_import_timeout_must_be_finite(tmp_path, value):
     with pytest.raises(SystemExit) as exc:
         cli.main(["series", "import", "x.mbox", "-o", str(tmp_path / "o"), "--timeout", value])
     assert exc.value.code == 2
+
+
+def test_series_import_without_git_is_bad_input(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))
+    assert cli.main(["series", "import", "x.mbox", "-o", str(tmp_path / "o")]) == 2
+    assert "git is not in PATH" in _said(capsys)
