@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import time
+import traceback
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -28,7 +30,15 @@ from . import apply as apply_mod
 from . import proc
 from .cache import Cache, default_cache_root
 from .errors import BadInput, PipelineError
-from .job import Job, Overrides, Variant, apply_overrides, load_job, normalize_series_spec
+from .job import (
+    Job,
+    Overrides,
+    Variant,
+    apply_overrides,
+    check_boot_paths,
+    load_job,
+    normalize_series_spec,
+)
 from .log import Log, fmt_duration
 from .qemu import Machine
 from .results import ERROR, FAILED, PASSED, RunReport
@@ -40,6 +50,7 @@ MARKS = {GOOD: "good", BAD: "bad", SKIP: "skip"}
 _BUILD_STAGES = ("apply", "configure", "build")
 _FIRST_BAD = re.compile(r"^([0-9a-f]{40}) is the first bad commit", re.MULTILINE)
 _ONLY_SKIPPED = "only 'skip'ped commits left"
+INTERNAL_PREFIX = "internal error"   # how runner._stage words a case for an unexpected exception
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,11 @@ def verdict_of(report: RunReport) -> Verdict:
         return Verdict(ABORT, f"interrupted by {report.interrupted}")
     if not report.variants:
         return Verdict(ABORT, "the run reported nothing")
+    for stage in report.variants[0].stages:
+        broken = next((c for c in stage.cases if c.status in (FAILED, ERROR)
+                       and c.message.startswith(INTERNAL_PREFIX)), None)
+        if broken is not None:   # the pipeline's own bug is no verdict on the commit
+            return Verdict(ABORT, f"{stage.name}: {broken.message}")
     for stage in report.variants[0].stages:
         bad = [c for c in stage.cases if c.status in (FAILED, ERROR)]
         if not bad:
@@ -324,6 +340,7 @@ def _stepper(args: argparse.Namespace, tree_arg: str, log: Log) -> tuple[Stepper
     job = replace(job, series=series, tests=_test_paths(args.test, cwd),
                   variants=[_variant(job, args.variant, series is not None)])
     Machine.load().find_binary()  # no QEMU: stop here, before any commit is judged
+    check_boot_paths(Path(sys.executable), Path(__file__).resolve().parent / "guest")
     cache = Cache(job.cache_dir or default_cache_root())
     return Stepper(job, user, cache, log, with_series=series is not None), user.sha
 
@@ -341,6 +358,11 @@ def _cmd_step(args: argparse.Namespace, log: Log) -> int:
         verdict = stepper.step(sha, out)
     except PipelineError as exc:
         log(f"bisect-step: abort: {exc.message}")
+        return ABORT
+    except Exception:  # noqa: BLE001 - our own bug must stop git bisect, not mark the commit
+        log("bisect-step: abort (exit 128): internal error of the pipeline, please report it "
+            "with this traceback:")
+        log(traceback.format_exc().rstrip())
         return ABORT
     log(f"bisect-step {sha[:12]}: {verdict.mark} ({verdict.reason}); exit {verdict.code}; "
         f"report {out / 'junit.xml'}")

@@ -319,16 +319,46 @@ def run_guest(kernel: Path, test_paths: list[Path], out_dir: Path, settings: Boo
     return result
 
 
-def host_collect(python: Path, tests: list[Path], timeout: float = 120.0) -> list[str]:
+NOBODY = 65534        # uid and gid host_collect() runs as when the pipeline is root
+PR_SET_NO_NEW_PRIVS = 38
+
+
+def _no_new_privs() -> Callable[[], None]:
+    """A preexec_fn: no setuid binary may give the collecting child its privileges back.
+    prctl is looked up here, in the parent: the child runs it after dropping to nobody, who
+    may not be able to read the interpreter's own library files any more."""
+    import ctypes
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def preexec() -> None:
+        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    return preexec
+
+
+def host_collect(python: Path, tests: list[Path], timeout: float = 120.0,
+                 unprivileged: bool | None = None) -> list[str]:
     """Node ids of the guest tests, collected on the host before the boot (same interpreter,
-    same paths, so the same ids), so that tests a dead guest never reached still show up."""
+    same paths, so the same ids), so that tests a dead guest never reached still show up.
+
+    Collecting imports the test modules and their conftest.py files: code meant to run in the
+    guest only. So it never runs as root on the host: a root pipeline collects as nobody
+    (uid/gid 65534, no supplementary groups, no new privileges, a minimal environment). When
+    nobody cannot read the interpreter or the tests (e.g. a project under /root), there is no
+    host list: the guest's own `collected` event still names every test it ran.
+    `unprivileged` (default: when running as root) forces the drop on or off (tests)."""
     argv = [str(python), "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
             *[str(t) for t in tests]]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONDONTWRITEBYTECODE": "1",
+           "LANG": "C.UTF-8", "HOME": "/nonexistent"}
+    drop: dict = {}
+    if os.geteuid() == 0 if unprivileged is None else unprivileged:
+        drop = {"user": NOBODY, "group": NOBODY, "extra_groups": [],
+                "preexec_fn": _no_new_privs()}
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                             cwd="/", env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-                             stdin=subprocess.DEVNULL, check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
+                             cwd="/", env=env, stdin=subprocess.DEVNULL, check=False,
+                             **drop).stdout
+    except (OSError, subprocess.TimeoutExpired, subprocess.SubprocessError):
         return []
     return [line.strip() for line in out.splitlines()
             if "::" in line and not line.startswith((" ", "ERROR", "FAILED", "<"))]

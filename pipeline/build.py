@@ -5,10 +5,13 @@ On failure the first compiler/linker errors are extracted for the message and th
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,9 +84,48 @@ def build_command(src: Path, build_dir: Path, jobs: int, use_ccache: bool) -> li
     return cmd + ["bzImage"]
 
 
+class BuildFolderBusy(Exception):
+    """Another make (maybe left over from a killed run) still works in the build folder."""
+
+
+@contextlib.contextmanager
+def build_folder_lock(build_dir: Path, log: Logger, timeout: float,
+                      poll: float = 0.5) -> Iterator[int]:
+    """An exclusive flock on `<build_dir>.lock`, yielding its fd. The fd is handed to make
+    (pass_fds), so make and every process it starts hold the same open file: the lock is
+    released when the last of them exits, never before (a pipeline killed with SIGKILL no
+    longer frees the folder while its compilers still write there), and never later (no pid
+    file to go stale)."""
+    lock_path = build_dir.with_name(build_dir.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        start = time.monotonic()
+        said = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() - start > timeout:
+                    raise BuildFolderBusy(f"build folder {build_dir} is still in use by "
+                                          f"another make after {timeout:.0f}s (lock "
+                                          f"{lock_path}; `fuser {lock_path}` names it)") from None
+                if not said:
+                    log(f"  waiting for another make in {build_dir} to finish (lock {lock_path})")
+                    said = True
+                time.sleep(poll)
+        yield fd
+    finally:
+        os.close(fd)
+
+
 def build_kernel(src: Path, build_dir: Path, log_path: Path, timeout: float, log: Logger,
-                 ccache_dir: Path | None = None, jobs: int | None = None) -> BuildResult:
-    """Run the build; the full output goes to `log_path`. Never raises for a failed build."""
+                 ccache_dir: Path | None = None, jobs: int | None = None,
+                 lock_timeout: float | None = None) -> BuildResult:
+    """Run the build; the full output goes to `log_path`. Never raises for a failed build.
+    The build folder is locked for make's whole process tree (see build_folder_lock); waiting
+    for it takes at most `lock_timeout` (default: the build timeout)."""
     jobs = jobs or len(os.sched_getaffinity(0))
     use_ccache = shutil.which("ccache") is not None
     env: dict[str, str] = {}
@@ -102,10 +144,16 @@ def build_kernel(src: Path, build_dir: Path, log_path: Path, timeout: float, log
         log(f"  building: {state['steps']} compile/link steps so far, "
             f"{fmt_duration(elapsed)} elapsed")
 
-    with open(log_path, "wb") as out:
-        out.write(f"$ {' '.join(cmd)}\n".encode())
-        out.flush()
-        done = proc.run(cmd, timeout=timeout, env=env, stdout=out, tick=progress)
+    try:
+        with build_folder_lock(build_dir, log, timeout if lock_timeout is None
+                               else lock_timeout) as lock_fd, open(log_path, "wb") as out:
+            out.write(f"$ {' '.join(cmd)}\n".encode())
+            out.flush()
+            done = proc.run(cmd, timeout=timeout, env=env, stdout=out, tick=progress,
+                            pass_fds=(lock_fd,))
+    except BuildFolderBusy as exc:
+        return BuildResult(ok=False, image=None, duration=0.0, log_path=log_path, command=cmd,
+                           env=env, reason=str(exc), errors=[str(exc)])
     text = log_path.read_text(errors="replace")
     image = build_dir / "arch" / "x86" / "boot" / "bzImage"
     result = BuildResult(ok=False, image=None, duration=done.duration, log_path=log_path,

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shlex
+import shutil
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
+# GitPython raises ImportError at import time when `git` is not in PATH, before main() could
+# say so clearly (and Python would exit 1); main() checks for git itself.
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
 from . import bench, bisect, checkseries, intake, matrix, rebase
-from .errors import PipelineError
-from .job import ACCELS, Overrides, apply_overrides, load_job
+from .cache import default_cache_root
+from .errors import BadInput, PipelineError
+from .job import ACCELS, Overrides, apply_overrides, check_boot_paths, load_job
 from .log import Log
 from .results import EXIT_INTERNAL
 from .runner import run_job
+
+ABORT_BISECT = 128                          # git bisect run: stop, judge no commit
+NEEDS_GIT = {"run", "bench", "check-series", "rebase", "bisect-step", "bisect", "series"}
 
 EPILOG = """exit codes: 0 all passed, 1 a guest test failed, 2 bad input,
 3 apply/configure/build/boot failed (or the run was interrupted),
@@ -29,6 +40,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tree", metavar="SPEC",
                    help="debian:6.1 | debian:6.12 | TARBALL | URL | GIT_CHECKOUT[@REV]")
     p.add_argument("--tree-sha256", metavar="HEX", help="expected sha256 of a URL tarball")
+    p.add_argument("--insecure-http", action="store_true", default=None,
+                   help="accept a plain http:// tree URL without --tree-sha256")
     p.add_argument("--series", metavar="SPEC",
                    help="series name under patches/, a series folder, an mbox file, or 'none'")
     p.add_argument("--kconfig", action="append", default=[], metavar="FRAGMENT",
@@ -52,8 +65,40 @@ def _cmd_run(args: argparse.Namespace, log: Log) -> int:
     job = apply_overrides(job, Overrides(
         tree=args.tree, series=args.series, kconfig=args.kconfig, tests=args.tests,
         out=args.out, accel=args.accel, variants=args.variant, cache_dir=args.cache_dir,
-        tree_sha256=args.tree_sha256, kselftest=args.kselftest))
+        tree_sha256=args.tree_sha256, kselftest=args.kselftest,
+        insecure_http=args.insecure_http))
+    check_boot_paths(Path(sys.executable), Path(__file__).resolve().parent / "guest")
+    check_writable_dir(job.out, "--out")
+    for variant in job.variants:
+        if (job.out / variant.name).is_symlink():
+            raise BadInput(f"{job.out / variant.name} is a symlink: refused (the run would "
+                           "write through it)")
+    check_writable_dir(job.cache_dir or default_cache_root(), "the cache folder")
     return run_job(job, log)
+
+
+def check_writable_dir(path: Path, what: str) -> None:
+    """`path` is (or can be made) a folder we can write a file into; BadInput otherwise. Run
+    before any work, so that a read-only, full or mistyped --out or cache stops the run at
+    once (exit 2) instead of after the build."""
+    if path.exists() and not path.is_dir():
+        raise BadInput(f"{what} {path}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".pipeline-write-test-") as probe:
+            probe.write(b"x" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        why = {errno.EROFS: "read-only file system", errno.ENOSPC: "no space left",
+               errno.EACCES: "permission denied", errno.ENOTDIR: "a parent is not a folder",
+               errno.EDQUOT: "disk quota exceeded"}.get(exc.errno, exc.strerror or str(exc))
+        raise BadInput(f"{what} {path}: cannot write there ({why})") from None
+
+
+def _check_tools(command: str) -> None:
+    if command in NEEDS_GIT and shutil.which("git") is None:
+        raise BadInput("git is not in PATH: install it with 'apt-get install git'")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -70,10 +115,20 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit code. Never 1 for the pipeline's own failure: bad input is 2,
+    an unexpected exception 4 (for `bisect-step` every failure of its own is 128, so that
+    `git bisect run` stops instead of marking the commit bad)."""
     argv = sys.argv[1:] if argv is None else argv
-    args = parser().parse_args(argv)
+    bisecting = bool(argv) and argv[0] == "bisect-step"
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:          # argparse: --help (0) or a usage error (2)
+        if bisecting and exc.code not in (0, None):
+            return ABORT_BISECT
+        raise
     log = Log()
     try:
+        _check_tools(args.command)
         code = args.func(args, log)
         if code != 0:
             log(f"rerun the whole job: cd {shlex.quote(os.getcwd())} && "
@@ -83,14 +138,21 @@ def main(argv: list[str] | None = None) -> int:
         log(f"error: {exc.message}")
         if exc.details:
             log(exc.details)
-        return exc.exit_code
+        return ABORT_BISECT if bisecting else exc.exit_code
     except KeyboardInterrupt:
         log("interrupted")
-        return 3
-    except Exception:  # noqa: BLE001 - the last line of defence: never exit 1 for our own bug
-        log("internal error of the pipeline (exit 4), please report it with this traceback:")
+        return ABORT_BISECT if bisecting else 3
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        log(f"internal error of the pipeline (exit {ABORT_BISECT if bisecting else 4}): "
+            f"{exc.strerror or exc}{where}; the traceback:")
         log(traceback.format_exc().rstrip())
-        return EXIT_INTERNAL
+        return ABORT_BISECT if bisecting else EXIT_INTERNAL
+    except Exception:  # noqa: BLE001 - the last line of defence: never exit 1 for our own bug
+        log(f"internal error of the pipeline (exit {ABORT_BISECT if bisecting else 4}), "
+            "please report it with this traceback:")
+        log(traceback.format_exc().rstrip())
+        return ABORT_BISECT if bisecting else EXIT_INTERNAL
 
 
 if __name__ == "__main__":

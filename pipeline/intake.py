@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import email.header
 import email.utils
+import math
 import re
 import shutil
 import subprocess
@@ -394,11 +395,38 @@ def _description(result: ImportResult) -> str:
     return f"{result.cover.subject}\n\n{result.cover.body.strip()}\n"
 
 
+IMPORT_MARK = "# written by `pipeline series import`: --force may replace this folder\n"
+
+
+def _replaceable(out: Path) -> str:
+    """Why `out` may not be replaced by --force ('' when it may): only a folder that this
+    command wrote (series.yaml starts with IMPORT_MARK) holding nothing but its series.yaml
+    and *.patch files. --force once deleted a whole git checkout given as -o by mistake."""
+    if out.is_symlink() or not out.is_dir():
+        return "it is not a folder"
+    try:
+        with open(out / "series.yaml", encoding="utf-8", errors="replace") as handle:
+            first = handle.readline()
+    except OSError:
+        return "it has no series.yaml written by `pipeline series import`"
+    if first != IMPORT_MARK:
+        return "its series.yaml was not written by `pipeline series import`"
+    for entry in out.iterdir():
+        if entry.is_symlink() or not entry.is_file() or not (
+                entry.name == "series.yaml" or entry.name.endswith(".patch")):
+            return f"it holds {entry.name!r}, which `pipeline series import` does not write"
+    return ""
+
+
 def write_folder(result: ImportResult, out: Path, force: bool) -> Path:
     """Write the series folder atomically (a temporary sibling renamed into place)."""
     out = out.expanduser().resolve()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise BadInput(f"{out} exists and is not empty (pass --force to replace it)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not force:
+            raise BadInput(f"{out} exists and is not empty (pass --force to replace it)")
+        why = _replaceable(out)
+        if why:
+            raise BadInput(f"{out}: --force refused: {why}; remove it yourself if you mean it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
@@ -409,9 +437,9 @@ def write_folder(result: ImportResult, out: Path, force: bool) -> Path:
             (tmp / patch.file_name).write_text(patch.text)
         meta = {"name": result.name, "base": result.base, "link": result.link,
                 "description": _description(result)}
-        header = ""
+        header = IMPORT_MARK
         if not result.base:
-            header = ("# base: the thread names no base kernel version; fill in the versions "
+            header += ("# base: the thread names no base kernel version; fill in the versions "
                       "this series applies to, e.g. [\"6.1\"]\n")
         (tmp / "series.yaml").write_text(header + yaml.dump(
             meta, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100))
@@ -424,6 +452,17 @@ def write_folder(result: ImportResult, out: Path, force: bool) -> Path:
 
 
 # --- command line -----------------------------------------------------------------------------
+
+def _seconds(text: str) -> float:
+    """argparse type: a finite positive number (NaN or inf would switch the deadline off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive finite number")
+    return value
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `pipeline series import` to the top-level subcommands."""
@@ -448,7 +487,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repair-whitespace", action="store_true",
                    help="put back the leading ' ' of context lines lost by a web page copy")
     p.add_argument("--force", action="store_true", help="replace DIR if it exists")
-    p.add_argument("--timeout", type=float, default=60.0, help="URL fetch timeout (s)")
+    p.add_argument("--timeout", type=_seconds, default=60.0,
+                   help="URL fetch timeout for the whole download (s)")
     p.set_defaults(func=_cmd_import)
 
 

@@ -9,6 +9,8 @@ default job (pipeline/data/default-job.yaml). Command-line flags are merged in b
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,12 +18,17 @@ from typing import Any
 
 import yaml
 
+from . import safeyaml
 from .errors import BadInput
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JOB = Path(__file__).resolve().parent / "data" / "default-job.yaml"
 ACCELS = ("auto", "kvm", "tcg")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_NUMBER = 1e7          # seconds (115 days) or a factor: scaled timeouts stay finite
+# make targets and selftest folders reach make as words: no `O=/etc`, no `-f`, no `..`
+_CONFIG_TARGET_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*config$")
+_SELFTEST_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*(/[A-Za-z0-9_][A-Za-z0-9_-]*)*$")
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ class Job:
     cache_dir: Path | None = None
     kselftest: KselftestSettings = field(default_factory=KselftestSettings)
     tree_sha256: str | None = None
+    tree_insecure_http: bool = False        # a plain http:// tree without tree_sha256 is ok
 
 
 # --- YAML with line numbers -------------------------------------------------------------------
@@ -96,19 +104,10 @@ def _key_lines(node: yaml.Node, path: str, lines: dict[str, int]) -> None:
 
 
 def _load_yaml(path: Path) -> tuple[Any, dict[str, int]]:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read job file: {exc.strerror}") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise BadInput(f"{path}{where}: YAML syntax error: {exc.problem or exc}") from None
-    except yaml.YAMLError as exc:
-        raise BadInput(f"{path}: YAML error: {exc}") from None
+    """The job file's data and the line of every dotted key; BadInput for a file that is not
+    UTF-8, too big, malformed, or an alias bomb (see pipeline.safeyaml: checked before any
+    Python object is built)."""
+    data, node = safeyaml.load(path, "job file")
     lines: dict[str, int] = {}
     if node is not None:
         _key_lines(node, "", lines)
@@ -154,8 +153,12 @@ class _Checker:
         return value
 
     def number(self, value: Any, key: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise self.fail(key, f"must be a positive number, not {value!r}")
+        """A positive, finite number up to MAX_NUMBER: NaN compares false with everything and
+        infinity never expires, so either would switch a timeout off."""
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not math.isfinite(value) or not 0 < value <= MAX_NUMBER):
+            raise self.fail(key, f"must be a positive finite number up to {MAX_NUMBER:g}, "
+                                 f"not {value!r}")
         return float(value)
 
     def integer(self, value: Any, key: str) -> int:
@@ -176,12 +179,27 @@ class _Checker:
         return [self.string(item, f"{key}[{i}]") for i, item in enumerate(value)]
 
     def existing(self, value: str, key: str, base: Path, kind: str) -> Path:
+        try:
+            utf8_path(value, kind)
+        except BadInput as exc:
+            raise self.fail(key, exc.message) from None
         path = (base / Path(value).expanduser()).resolve()
         if not path.exists():
             raise self.fail(key, f"{kind} {value!r} does not exist ({path})")
         if kind == "fragment" and not path.is_file():
             raise self.fail(key, f"{kind} {value!r} is not a file ({path})")
         return path
+
+
+def _kernel_words(check: _Checker, value: Any) -> list[str]:
+    """Kernel command line words: the kernel splits its command line at white space, so a
+    word with a space (or a control character) would silently become two parameters."""
+    words = check.strings(value, "qemu.kernel_args")
+    for i, word in enumerate(words):
+        if any(c.isspace() or not c.isprintable() for c in word):
+            raise check.fail(f"qemu.kernel_args[{i}]", f"{word!r} contains white space or a "
+                             "control character: give each kernel parameter as its own item")
+    return words
 
 
 def _type(value: Any) -> str:
@@ -191,12 +209,25 @@ def _type(value: Any) -> str:
 
 
 _TOP_KEYS = {"tree", "series", "base_config", "kconfig", "tests", "variants", "qemu", "timeouts",
-             "out", "cache_dir", "tree_sha256", "kselftest", "matrix"}
+             "out", "cache_dir", "tree_sha256", "kselftest", "matrix",
+             "tree_insecure_http"}
 _VARIANT_KEYS = {"name", "series", "kconfig_extra", "timeout_scale", "kernel_args"}
 _QEMU_KEYS = {"memory", "smp", "accel", "kernel_args", "qemu_args"}
 _TIMEOUT_KEYS = {"build", "boot", "test", "total"}
 _KSELFTEST_KEYS = {"enabled", "targets", "variants", "timeout_scale", "retries", "alpha",
                    "rerun_budget"}
+
+
+def utf8_path(path: Path | str, what: str) -> None:
+    """BadInput for a path that is not valid UTF-8 (Python holds its bad bytes as lone
+    surrogates, which cannot be written to a log, a .config or JUnit XML: the run would crash
+    at the end and lose its report)."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(text).decode("utf-8", errors="backslashreplace")
+        raise BadInput(f"{what} {shown}: the path is not valid UTF-8; rename it") from None
 
 
 def normalize_tree_spec(spec: str, base: Path) -> str:
@@ -240,6 +271,7 @@ def load_job(path: Path | None = None) -> Job:
     else:
         file = path.expanduser().resolve()
         base = file.parent
+    utf8_path(file, "job file")
     data, lines = _load_yaml(file)
     check = _Checker(file, lines)
     top = check.mapping(data, "", _TOP_KEYS)
@@ -301,7 +333,7 @@ def load_job(path: Path | None = None) -> Job:
         memory=check.string(memory, "qemu.memory"),
         smp=check.integer(raw_q.get("smp", defaults_q.smp), "qemu.smp"),
         accel=accel,
-        kernel_args=check.strings(raw_q.get("kernel_args"), "qemu.kernel_args"),
+        kernel_args=_kernel_words(check, raw_q.get("kernel_args")),
         qemu_args=check.strings(raw_q.get("qemu_args"), "qemu.qemu_args"))
 
     raw_t = check.mapping(top.get("timeouts"), "timeouts", _TIMEOUT_KEYS)
@@ -323,6 +355,10 @@ def load_job(path: Path | None = None) -> Job:
                                   "kselftest.rerun_budget"))
     if kselftest.alpha >= 0.5:
         raise check.fail("kselftest.alpha", f"must be below 0.5, not {kselftest.alpha!r}")
+    for i, target in enumerate(kselftest.targets):
+        if not _SELFTEST_RE.match(target):
+            raise check.fail(f"kselftest.targets[{i}]", f"{target!r}: a folder name under "
+                             "tools/testing/selftests/ (letters, digits, '_', '-', '/')")
     for i, name in enumerate(kselftest.variants if "variants" in raw_k else []):
         if not any(v.name == name for v in variants):
             raise check.fail(f"kselftest.variants[{i}]", f"no variant named {name!r}")
@@ -335,9 +371,15 @@ def load_job(path: Path | None = None) -> Job:
             raise check.fail("tree_sha256", "must be 64 hexadecimal digits")
         sha = sha.lower()
 
+    base_config = check.string(top.get("base_config", "tinyconfig"), "base_config")
+    if not _CONFIG_TARGET_RE.match(base_config):
+        raise check.fail("base_config", f"{base_config!r}: must be a make config target such "
+                                        "as tinyconfig, defconfig or x86_64_defconfig")
+    insecure = check.boolean(top.get("tree_insecure_http", False), "tree_insecure_http")
+
     return Job(
-        source=file, tree=tree, series=series,
-        base_config=check.string(top.get("base_config", "tinyconfig"), "base_config"),
+        source=file, tree=tree, series=series, base_config=base_config,
+        tree_insecure_http=insecure,
         kconfig=kconfig, tests=tests, variants=variants, qemu=qemu, timeouts=timeouts,
         out=(base / out_raw).resolve() if out_raw else Path.cwd() / "out",
         cache_dir=(base / cache_raw).resolve() if cache_raw else None,
@@ -358,6 +400,7 @@ class Overrides:
     cache_dir: str | None = None
     tree_sha256: str | None = None
     kselftest: bool | None = None                       # --kselftest / --no-kselftest
+    insecure_http: bool | None = None                   # --insecure-http
 
 
 def apply_overrides(job: Job, flags: Overrides, cwd: Path | None = None) -> Job:
@@ -365,6 +408,7 @@ def apply_overrides(job: Job, flags: Overrides, cwd: Path | None = None) -> Job:
     cwd = cwd or Path.cwd()
 
     def flag_path(value: str, flag: str, fragment: bool = False) -> Path:
+        utf8_path(value, flag)
         path = (cwd / Path(value).expanduser()).resolve()
         if not path.exists():
             raise BadInput(f"{flag} {value}: does not exist ({path})")
@@ -373,6 +417,10 @@ def apply_overrides(job: Job, flags: Overrides, cwd: Path | None = None) -> Job:
         return path
 
     changes: dict[str, Any] = {}
+    for value, flag in ((flags.tree, "--tree"), (flags.series, "--series"),
+                        (flags.out, "--out"), (flags.cache_dir, "--cache-dir")):
+        if value is not None:
+            utf8_path(value, flag)
     if flags.tree is not None:
         try:
             changes["tree"] = normalize_tree_spec(flags.tree, cwd)
@@ -411,7 +459,26 @@ def apply_overrides(job: Job, flags: Overrides, cwd: Path | None = None) -> Job:
         changes["variants"] = [v for v in job.variants if v.name in flags.variants]
     if flags.kselftest is not None:
         changes["kselftest"] = replace(job.kselftest, enabled=flags.kselftest)
+    if flags.insecure_http is not None:
+        changes["tree_insecure_http"] = flags.insecure_http
     merged = replace(job, **changes)
     if not merged.tree:
         raise BadInput(f"{job.source}: no tree (set `tree:` in the job or pass --tree SPEC)")
+    if (merged.tree.startswith("http://") and merged.tree_sha256 is None
+            and not merged.tree_insecure_http):
+        raise BadInput(f"tree {merged.tree}: plain http without a checksum: anyone on the "
+                       "way can replace the tarball. Pass --tree-sha256 HEX (job key "
+                       "tree_sha256), use https, or accept the risk with --insecure-http "
+                       "(job key tree_insecure_http: true)")
     return merged
+
+
+def check_boot_paths(*paths: Path) -> None:
+    """The guest's init is `PYTHON -B .../pipeline/guest/init.py` on the kernel command line,
+    which the kernel splits at white space: refuse such paths before any work (exit 2)."""
+    for path in paths:
+        text = str(path)
+        if any(c.isspace() for c in text):
+            raise BadInput(f"{text}: a path with white space cannot go on the kernel command "
+                           "line (the guest's init); move the project or its venv to a path "
+                           "without spaces")

@@ -21,7 +21,6 @@ import email
 import email.header
 import email.policy
 import email.utils
-import gzip
 import re
 import zlib
 from dataclasses import dataclass
@@ -31,10 +30,12 @@ from pathlib import Path
 
 import requests
 
-from .errors import BadInput
+from . import netfetch
+from .errors import BadInput, StageFailed
 from .series import split_mbox
 
 UNKNOWN_EMAIL = "unknown@example.invalid"
+MAX_MAIL_BYTES = 64 << 20     # a thread, fetched or unpacked: the biggest series are a few MiB
 MAIL_SUFFIXES = (".patch", ".diff", ".eml", ".mbox", ".mbx", ".txt")
 _DUMP_DATE = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}(?::\d{2})?)\s*$")
 _DUMP_BY = re.compile(r"^\s*by\s+(.+?)\s*$")
@@ -57,30 +58,50 @@ class Mail:
 
 # --- fetching ---------------------------------------------------------------------------------
 
-def _decompress(data: bytes, what: str) -> bytes:
-    if data[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise BadInput(f"{what}: corrupt gzip data ({exc})") from None
-    return data
+def _decompress(data: bytes, what: str, limit: int | None = None) -> bytes:
+    """gzip data unpacked (all members), at most `limit` bytes (default MAX_MAIL_BYTES): a
+    small .gz can unpack to gigabytes, so the size is checked while unpacking, not after."""
+    limit = MAX_MAIL_BYTES if limit is None else limit
+    if data[:2] != b"\x1f\x8b":
+        if len(data) > limit:
+            raise BadInput(f"{what}: larger than {limit >> 20} MiB: refused")
+        return data
+    out = bytearray()
+    rest = data
+    try:
+        while rest[:2] == b"\x1f\x8b":
+            unpack = zlib.decompressobj(wbits=31)
+            chunk = unpack.decompress(rest, limit + 1 - len(out))
+            out += chunk
+            if len(out) > limit or unpack.unconsumed_tail:
+                raise BadInput(f"{what}: unpacks to more than {limit >> 20} MiB: refused")
+            if not unpack.eof:
+                raise BadInput(f"{what}: corrupt gzip data (truncated)")
+            rest = unpack.unused_data
+    except zlib.error as exc:
+        raise BadInput(f"{what}: corrupt gzip data ({exc})") from None
+    return bytes(out)
 
 
 def fetch_url(url: str, timeout: float = 60.0, session: requests.Session | None = None) -> str:
-    """GET a thread mbox (lore's t.mbox.gz or any text); gzip bodies are unpacked."""
-    http = session or requests.Session()
+    """GET a thread mbox (lore's t.mbox.gz or any text) within `timeout` seconds in all;
+    gzip bodies are unpacked (both with size limits)."""
+    body = bytearray()
     try:
-        resp = http.get(url, timeout=(min(timeout, 30.0), timeout))
-    except requests.RequestException as exc:
-        raise BadInput(f"{url}: cannot fetch: {exc}") from None
-    if resp.status_code >= 400:
-        raise BadInput(f"{url}: HTTP {resp.status_code} {resp.reason}")
-    return _decompress(resp.content, url).decode("utf-8", errors="replace")
+        for block, _total in netfetch.stream(url, deadline=timeout, session=session,
+                                             max_bytes=MAX_MAIL_BYTES):
+            body += block
+    except StageFailed as exc:
+        raise BadInput(f"{url}: cannot fetch: {exc.message}") from None
+    except BadInput as exc:
+        raise BadInput(exc.message.replace(f"download {url}", url)) from None
+    return _decompress(bytes(body), url).decode("utf-8", errors="replace")
 
 
 def read_file(path: Path) -> str:
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_MAIL_BYTES + 1)
     except OSError as exc:
         raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
     return _decompress(data, str(path)).decode("utf-8", errors="replace")

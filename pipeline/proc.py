@@ -1,17 +1,22 @@
 """Run child processes with a timeout, in their own process group, killed on any exit path.
 
 Children get their own session so that the pipeline decides when they stop: on a timeout, on
-Ctrl-C or SIGTERM (which the runner turns into KeyboardInterrupt) the whole group is killed
-before the exception travels on.
+Ctrl-C, SIGTERM or SIGHUP (which the runner turns into KeyboardInterrupt) the whole group is
+killed before the exception travels on. When the pipeline itself dies without running any
+cleanup (SIGKILL, the OOM killer) the kernel kills each direct child (PR_SET_PDEATHSIG), so no
+`make` is left running under PID 1; what such a child had started itself may still finish its
+current step, which is why a build folder is locked by a file descriptor the whole make
+process tree inherits (see pipeline.build), not by the pipeline process alone.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -24,6 +29,30 @@ class Completed:
     output: str           # stdout and stderr together (empty when written to a file)
     duration: float
     timed_out: bool = False
+
+
+PR_SET_PDEATHSIG = 1      # <linux/prctl.h>
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """preexec_fn for Popen: the child gets SIGKILL when the pipeline's thread that started it
+    exits; if the pipeline already died between fork and here, the child stops at once.
+    prctl is looked up here, in the parent: the child after fork only calls it (no dlopen,
+    which could wait on a lock another thread held at fork time)."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(128 + signal.SIGKILL)
+    return preexec
+
+
+def popen(cmd: list[str], **kwargs) -> subprocess.Popen:
+    """subprocess.Popen in a new session, killed by the kernel if the pipeline dies."""
+    preexec = _die_with(os.getpid())
+    return subprocess.Popen(cmd, start_new_session=True,
+                            preexec_fn=preexec, **kwargs)  # noqa: PLW1509 - only prctl
 
 
 def kill_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
@@ -44,11 +73,13 @@ def kill_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
 
 def run(cmd: list[str], *, cwd: Path | None = None, timeout: float,
         env: dict[str, str] | None = None, stdout: IO[bytes] | None = None,
-        tick: Callable[[float], None] | None = None, tick_every: float = 15.0) -> Completed:
+        tick: Callable[[float], None] | None = None, tick_every: float = 15.0,
+        pass_fds: Sequence[int] = ()) -> Completed:
     """Run `cmd`; capture its output (or write it to `stdout`), call `tick(elapsed)` periodically.
 
     Never raises for a non-zero exit or a timeout (see `Completed`); a missing program raises
-    FileNotFoundError, an interrupt propagates after the child group is killed.
+    FileNotFoundError, an interrupt propagates after the child group is killed. `pass_fds`
+    stay open in the child (e.g. a lock the child's whole process tree must hold).
     """
     if tick is not None and stdout is None:
         raise ValueError("tick needs stdout= (a pipe read only at the end could fill up)")
@@ -57,10 +88,10 @@ def run(cmd: list[str], *, cwd: Path | None = None, timeout: float,
         full_env = dict(os.environ)
         full_env.update(env)
     start = time.monotonic()
-    proc = subprocess.Popen(
+    proc = popen(
         cmd, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
         stdout=stdout if stdout is not None else subprocess.PIPE,
-        stderr=subprocess.STDOUT, start_new_session=True,
+        stderr=subprocess.STDOUT, pass_fds=tuple(pass_fds),
     )
     try:
         if stdout is None and tick is None:

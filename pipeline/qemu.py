@@ -7,8 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from . import safeyaml
 from .errors import BadInput, StageFailed
 
 DATA = Path(__file__).parent / "data" / "qemu.yaml"
@@ -35,7 +34,7 @@ class Machine:
     @classmethod
     def load(cls, path: Path = DATA) -> Machine:
         try:
-            raw = yaml.safe_load(path.read_text())
+            raw, _ = safeyaml.load(path, "QEMU settings file")
             return cls(
                 binary=str(raw["binary"]), debian_package=str(raw["debian_package"]),
                 machine_args=[str(a) for a in raw["machine_args"]],
@@ -48,7 +47,7 @@ class Machine:
                 probe_seconds=float(raw["probe_seconds"]),
                 probe_memory=str(raw.get("probe_memory", "256M")),
                 probe_banner=str(raw.get("probe_banner", "Linux version")))
-        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        except (OSError, KeyError, TypeError, ValueError) as exc:
             raise BadInput(f"{path}: bad QEMU settings file: {exc!r}") from exc
 
     def find_binary(self) -> str:

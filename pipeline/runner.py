@@ -37,7 +37,7 @@ class _StopVariant(Exception):
 
 @dataclass
 class _Signals:
-    """Turns SIGINT/SIGTERM into KeyboardInterrupt once, remembering which signal it was."""
+    """Turns SIGINT/SIGTERM/SIGHUP into KeyboardInterrupt once, remembering which signal it was."""
 
     name: str = ""
     saved: dict[int, object] = field(default_factory=dict)
@@ -50,7 +50,7 @@ class _Signals:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: a closed terminal
             self.saved[sig] = signal.signal(sig, self._handler)
         try:
             yield

@@ -15,13 +15,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from . import safeyaml
 from .errors import BadInput
 
 _PATCH_RE = re.compile(r"^(\d{4})-.*\.patch$")
 _MBOX_FROM_RE = re.compile(r"^From \S+ .*\d{4}$", re.MULTILINE)
 _SERIES_KEYS = {"name", "base", "link", "description"}
+MAX_PATCH_BYTES = 64 << 20     # one patch or mbox file
 
 
 @dataclass(frozen=True)
@@ -89,14 +89,8 @@ class _Meta:
 
 def _read_meta(folder: Path) -> _Meta:
     meta_file = folder / "series.yaml"
-    try:
-        meta_text = meta_file.read_text()
-        meta = yaml.safe_load(meta_text)
-    except OSError as exc:
-        raise BadInput(f"{meta_file}: cannot read: {exc.strerror}") from None
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
-        raise BadInput(f"{meta_file}:{line}: YAML syntax error: {exc.problem}") from None
+    meta_text = safeyaml.read_text(meta_file, "series.yaml")
+    meta, _ = safeyaml.load(meta_file, "series.yaml", meta_text)
     if not isinstance(meta, dict):
         raise BadInput(f"{meta_file}: must be a mapping with name, base, link")
     for key in meta:
@@ -124,6 +118,8 @@ def load_folder(folder: Path) -> Series:
     meta = _read_meta(folder)
     numbered: dict[int, Path] = {}
     for path in sorted(folder.glob("*.patch")):
+        if not path.is_file():
+            raise BadInput(f"{path}: is not a regular file (a patch of the series must be one)")
         match = _PATCH_RE.match(path.name)
         if not match:
             raise BadInput(f"{path}: patch file names must start with a 4-digit number "
@@ -142,13 +138,32 @@ def load_folder(folder: Path) -> Series:
                            f"(have {', '.join(p.name for _, p in sorted(numbered.items()))})")
     patches = []
     for index, (_, path) in enumerate(sorted(numbered.items()), start=1):
-        text = path.read_text(errors="replace")
+        text = read_patch_text(path)
         if not _is_patch(text):
             raise BadInput(f"{path}: contains no diff")
         patches.append(Patch(index, path.name, _subject(text) or path.name, text))
     return Series(name=meta.name, base=meta.base, source=folder, patches=patches,
                   link=meta.link, description=meta.description,
                   hash=_series_hash(meta.text, patches))
+
+
+def read_patch_text(path: Path, limit: int = MAX_PATCH_BYTES) -> str:
+    """A patch file as strict UTF-8: a byte that is not UTF-8 (e.g. Latin-1) would become
+    U+FFFD and the patch would no longer apply to the bytes of the tree, so it is an error
+    naming the file and the line."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise BadInput(f"{path}: larger than {limit >> 20} MiB: refused")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise BadInput(f"{path}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x}); "
+                       "re-export the patch as UTF-8 (git format-patch writes UTF-8)") from None
 
 
 def split_mbox(text: str) -> list[str]:
@@ -160,10 +175,7 @@ def split_mbox(text: str) -> list[str]:
 
 
 def load_mbox(path: Path) -> Series:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
+    text = read_patch_text(path)
     messages = [m for m in split_mbox(text) if _is_patch(m)]
     if not messages:
         raise BadInput(f"{path}: mbox contains no patch")

@@ -11,30 +11,27 @@ into the cache with `git clone --shared --no-checkout` and the revision is check
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
-import lzma
 import os
 import re
 import shutil
-import tarfile
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import git
 import requests
 
-from . import proc
+from . import netfetch, proc, safetar
 from .cache import Cache, short_hash
 from .errors import BadInput, StageFailed
 
 Logger = Callable[[str], None]
 MARKER = "pipeline-tree.json"          # in the repo's .git folder: entry complete
 GIT_TIMEOUT = 1800                     # seconds, for the one big add/commit/clone step
-HAS_DATA_FILTER = hasattr(tarfile, "data_filter")  # PEP 706, Python >= 3.11.4
 TARBALL_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
 BASELINE_MESSAGE = """baseline {version} ({source})
 
@@ -95,63 +92,22 @@ def version_tuple(version: str) -> tuple[int, ...]:
 
 # --- safe extraction --------------------------------------------------------------------------
 
-def _check_member(member: tarfile.TarInfo, tarball: Path) -> None:
-    """Refuse members that could write outside the destination or create device nodes."""
-    name = member.name
-    path = PurePosixPath(name)
-    if name.startswith("/") or path.is_absolute():
-        raise BadInput(f"{tarball}: member {name!r} has an absolute path: refused")
-    if ".." in path.parts:
-        raise BadInput(f"{tarball}: member {name!r} contains '..': refused")
-    if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
-        raise BadInput(f"{tarball}: member {name!r} is a device or fifo: refused")
-    if member.issym():
-        target = member.linkname
-        joined = os.path.normpath(os.path.join(os.path.dirname(name), target))
-        if target.startswith("/") or joined == ".." or joined.startswith("../"):
-            raise BadInput(f"{tarball}: symlink {name!r} -> {target!r} points outside: refused")
-    elif member.islnk():
-        joined = os.path.normpath(member.linkname)
-        if member.linkname.startswith("/") or joined == ".." or joined.startswith("../"):
-            raise BadInput(f"{tarball}: hard link {name!r} -> {member.linkname!r} "
-                           "points outside: refused")
-
-
 def safe_extract(tarball: Path, dest: Path, log: Logger, progress_every: float = 15.0) -> int:
-    """Extract `tarball` into `dest` member by member after checking each one (and with
-    tarfile's 'data' filter on top). Returns the number of members. Corrupt or truncated
-    archives raise BadInput; a full disk raises StageFailed. The caller removes `dest` on error."""
-    dest.mkdir(parents=True, exist_ok=True)
-    count = 0
-    start = last = time.monotonic()
+    """Extract `tarball` into `dest` with pipeline.safetar (the same checks on every Python
+    >= 3.11, with or without tarfile's PEP 706 filters). Returns the number of members.
+    Unsafe members and corrupt or truncated archives raise BadInput; a full disk raises
+    StageFailed. The caller removes `dest` on error."""
     try:
-        with tarfile.open(tarball, mode="r|*") as archive:
-            for member in archive:
-                _check_member(member, tarball)
-                if HAS_DATA_FILTER:
-                    try:
-                        archive.extract(member, dest, filter="data")
-                    except tarfile.FilterError as exc:
-                        raise BadInput(f"{tarball}: member {member.name!r} refused: {exc}"
-                                       ) from None
-                else:  # Debian 12's Python 3.11.2 predates PEP 706: our own check only
-                    archive.extract(member, dest)
-                count += 1
-                now = time.monotonic()
-                if now - last >= progress_every:
-                    log(f"  extracting {tarball.name}: {count} files ({now - start:.0f}s)")
-                    last = now
-    except (tarfile.ReadError, tarfile.CompressionError, EOFError, lzma.LZMAError,
-            zlib.error) as exc:
-        raise BadInput(f"{tarball}: corrupt or truncated archive ({exc or type(exc).__name__})"
-                       ) from None
+        return safetar.extract(tarball, dest, log, progress_every)
+    except safetar.UnsafeArchive as exc:
+        raise BadInput(f"{tarball}: {exc}: refused" if "refused" not in str(exc)
+                       else f"{tarball}: {exc}") from None
+    except safetar.BrokenArchive as exc:
+        raise BadInput(f"{tarball}: corrupt or truncated archive ({exc})") from None
     except OSError as exc:
-        if exc.errno == 28:
+        if exc.errno == errno.ENOSPC:
             raise StageFailed(f"disk full while extracting {tarball} into {dest}") from None
         raise
-    if count == 0:
-        raise BadInput(f"{tarball}: empty archive")
-    return count
 
 
 def _source_root(folder: Path) -> Path:
@@ -192,14 +148,35 @@ def _commit_baseline(src: Path, version: str, source: str) -> str:
         repo.close()
 
 
+def _head(repo: Path) -> str:
+    """The commit id checked out in `repo` ('' when it is not a usable git checkout)."""
+    if not (repo / ".git").exists():
+        return ""
+    try:
+        done = proc.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=repo, timeout=60)
+    except OSError:
+        return ""
+    return done.output.strip() if done.returncode == 0 else ""
+
+
 def _entry_ready(path: Path) -> dict | None:
+    """The marker of a complete tree entry, or None. Complete means: the marker is there,
+    the top-level kernel files are there and HEAD is the recorded baseline commit (a folder
+    a user or a crash emptied is redone, not reported as ready)."""
     marker = path / ".git" / MARKER
     if not marker.is_file():
         return None
     try:
-        return json.loads(marker.read_text())
+        info = json.loads(marker.read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(info, dict) or not {"commit", "version"} <= info.keys():
+        return None
+    if not ((path / "Makefile").is_file() and (path / "Kconfig").is_file()):
+        return None
+    if _head(path) != info["commit"]:
+        return None
+    return info
 
 
 def tree_from_tarball(tarball: Path, cache: Cache, log: Logger, key: str, source: str,
@@ -212,6 +189,8 @@ def tree_from_tarball(tarball: Path, cache: Cache, log: Logger, key: str, source
         if info is not None:
             log(f"  tree {spec}: cached {final} ({info['version']})")
             return Tree(spec, key, final, final, info["commit"], info["version"])
+        if final.exists():
+            log(f"  cache entry {final} is incomplete or damaged: extracting again")
         for stale in [final, *trees.glob(f".tmp-{key}-*")]:
             if stale.exists():
                 log(f"  removing unfinished cache entry {stale}")
@@ -267,54 +246,60 @@ def sha256_file(path: Path) -> str:
 
 def download(url: str, cache: Cache, log: Logger, sha256: str | None,
              timeout: float = 3600.0, session: requests.Session | None = None) -> Path:
-    """Stream `url` into cache/downloads (checked against `sha256` before it is used)."""
+    """Stream `url` into cache/downloads (checked against `sha256` before it is used); the
+    whole download must finish within `timeout` seconds. A finished download is published
+    with its own sha256 beside it (`<file>.sha256`): a cached file is reused only when it
+    still has that checksum (and the expected one), so a cut or garbled file is fetched again."""
     name = _slug(url.rstrip("/").rsplit("/", 1)[-1])
     dest = cache.dir("downloads") / f"{short_hash(url)}-{name}"
+    stamp = dest.with_name(dest.name + ".sha256")
     with cache.lock(f"download-{short_hash(url)}", f"download of {url}", log):
         if dest.is_file():
-            if sha256 is None or sha256_file(dest) == sha256:
+            have = sha256_file(dest)
+            recorded = stamp.read_text().strip() if stamp.is_file() else ""
+            if have == recorded and (sha256 is None or have == sha256):
                 log(f"  {url}: already downloaded ({dest})")
                 return dest
-            log(f"  {url}: cached copy has another sha256, downloading again")
+            log(f"  {url}: cached copy is incomplete or has another sha256, downloading again")
             dest.unlink()
+            stamp.unlink(missing_ok=True)
         part = dest.with_name(dest.name + ".part")
-        http = session or requests.Session()
         start = last = time.monotonic()
         digest = hashlib.sha256()
         try:
-            with http.get(url, stream=True, timeout=(30, 120)) as resp:
-                if resp.status_code >= 400:
-                    raise BadInput(f"download {url}: HTTP {resp.status_code} {resp.reason}")
-                total = int(resp.headers.get("content-length") or 0)
-                done = 0
-                with open(part, "wb") as handle:
-                    for block in resp.iter_content(1 << 20):
-                        handle.write(block)
-                        digest.update(block)
-                        done += len(block)
-                        now = time.monotonic()
-                        if now - start > timeout:
-                            raise StageFailed(f"download {url}: gave up after {timeout:.0f}s")
-                        if now - last >= 15:
-                            pct = f" of {total >> 20} MiB ({100 * done // total}%)" if total else ""
-                            log(f"  downloading {url}: {done >> 20} MiB{pct}")
-                            last = now
-                if total and done != total:
-                    raise StageFailed(f"download {url}: got {done} of {total} bytes")
+            done = total = 0
+            with open(part, "wb") as handle:
+                for block, total in netfetch.stream(url, deadline=timeout, session=session):
+                    handle.write(block)
+                    digest.update(block)
+                    done += len(block)
+                    now = time.monotonic()
+                    if now - last >= 15:
+                        pct = f" of {total >> 20} MiB ({100 * done // total}%)" if total else ""
+                        log(f"  downloading {url}: {done >> 20} MiB{pct}")
+                        last = now
+            if total and done != total:
+                raise StageFailed(f"download {url}: got {done} of {total} bytes")
             got = digest.hexdigest()
             if sha256 is not None and got != sha256:
                 raise BadInput(f"download {url}: sha256 mismatch: expected {sha256}, got {got}")
+            stamp.write_text(got + "\n")
             os.rename(part, dest)
-        except requests.RequestException as exc:
-            raise StageFailed(f"download {url} failed: {exc}") from None
         except OSError as exc:
-            if exc.errno == 28:
+            stamp.unlink(missing_ok=True)
+            if exc.errno == errno.ENOSPC:
                 raise StageFailed(f"disk full while downloading {url}") from None
             raise
         finally:
             part.unlink(missing_ok=True)
         log(f"  downloaded {url} ({time.monotonic() - start:.0f}s, sha256 {got})")
         return dest
+
+
+def forget_download(path: Path) -> None:
+    """Remove a downloaded file that turned out to be no usable tarball (never reused)."""
+    path.unlink(missing_ok=True)
+    path.with_name(path.name + ".sha256").unlink(missing_ok=True)
 
 
 # --- local git checkouts ----------------------------------------------------------------------
@@ -386,6 +371,10 @@ def tree_from_git(path: Path, rev: str, cache: Cache, log: Logger, spec: str) ->
         checkout = cache.dir("trees") / key
         try:
             done = clone / ".git" / "pipeline-checkouts" / sha
+            if done.is_file() and not ((checkout / "Makefile").is_file()
+                                       and _head(checkout) == sha):
+                log(f"  checkout {checkout} is missing or damaged: checking out again")
+                done.unlink()
             if not done.is_file():
                 if checkout.exists():
                     log(f"  removing unfinished checkout {checkout}")
@@ -433,7 +422,11 @@ def prepare_tree(spec: str, cache: Cache, log: Logger, sha256: str | None = None
     if re.match(r"^https?://", spec):
         tarball = download(spec, cache, log, sha256)
         key = f"url-{_slug(_strip_suffix(tarball.name))}-{short_hash(spec, sha256_file(tarball))}"
-        return tree_from_tarball(tarball, cache, log, key, spec, spec)
+        try:
+            return tree_from_tarball(tarball, cache, log, key, spec, spec)
+        except BadInput:
+            forget_download(tarball)   # a garbage download is never reused
+            raise
     path, rev = split_rev(spec)
     if path.is_file():
         if not path.name.endswith(TARBALL_SUFFIXES):

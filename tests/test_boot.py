@@ -30,11 +30,14 @@ _REAL_COLLECT = boot.host_collect
 _collected: dict[tuple, list[str]] = {}
 
 
-def _cached_collect(python, tests, timeout=120.0):
-    """The real host-side collection, once per set of paths (it costs ~0.7 s each)."""
+def _cached_collect(python, tests, timeout=120.0, unprivileged=None):
+    """The real host-side collection, once per set of paths (it costs ~0.7 s each). Run
+    without the drop to nobody: these tests are about merging the host's list, and nobody
+    may not be able to run this interpreter (a pyenv under /root); the drop itself is
+    tested in test_guest_untrusted.py."""
     key = (str(python), *map(str, tests))
     if key not in _collected:
-        _collected[key] = _REAL_COLLECT(python, tests, timeout)
+        _collected[key] = _REAL_COLLECT(python, tests, timeout, unprivileged=False)
     return list(_collected[key])
 
 

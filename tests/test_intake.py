@@ -255,8 +255,17 @@ def test_refuses_non_empty_out_and_missing_source(repo, tmp_path):
     with pytest.raises(BadInput, match="exists and is not empty"):
         intake.import_series(str(tmp_path / "pf"), tmp_path / "out", quiet)
     assert (tmp_path / "out" / "keep").exists()
-    intake.import_series(str(tmp_path / "pf"), tmp_path / "out", quiet, force=True)
-    assert not (tmp_path / "out" / "keep").exists()
+    # --force replaces only a folder that `series import` wrote (issue 13: it deleted a
+    # whole git checkout given as -o by mistake)
+    with pytest.raises(BadInput, match="--force refused"):
+        intake.import_series(str(tmp_path / "pf"), tmp_path / "out", quiet, force=True)
+    assert (tmp_path / "out" / "keep").read_text() == "x"
+    intake.import_series(str(tmp_path / "pf"), tmp_path / "new", quiet)
+    intake.import_series(str(tmp_path / "pf"), tmp_path / "new", quiet, force=True)
+    (tmp_path / "new" / ".git").mkdir()
+    with pytest.raises(BadInput, match="'.git'"):
+        intake.import_series(str(tmp_path / "pf"), tmp_path / "new", quiet, force=True)
+    assert (tmp_path / "new" / ".git").is_dir()
     with pytest.raises(BadInput, match="no such file"):
         intake.import_series(str(tmp_path / "nope"), tmp_path / "o", quiet)
 

@@ -155,10 +155,10 @@ def test_kselftest_rerun_keys_are_validated(tmp_path):
     with pytest.raises(BadInput, match=r"kselftest.alpha: must be below 0.5"):
         load_job(job)
     job.write_text("tree: debian:6.1\nkselftest: {alpha: 0}\n")
-    with pytest.raises(BadInput, match=r"kselftest.alpha: must be a positive number"):
+    with pytest.raises(BadInput, match=r"kselftest.alpha: must be a positive finite number"):
         load_job(job)
     job.write_text("tree: debian:6.1\nkselftest: {rerun_budget: soon}\n")
-    with pytest.raises(BadInput, match=r"kselftest.rerun_budget: must be a positive number"):
+    with pytest.raises(BadInput, match=r"kselftest.rerun_budget: must be a positive finite number"):
         load_job(job)
     job.write_text("tree: debian:6.1\nkselftest: {rerun: 3}\n")
     with pytest.raises(BadInput, match=r"kselftest.rerun: unknown key"):
