@@ -104,12 +104,11 @@ class Hierarchy:
         else:
             options, controller, key = kind, kind.split(",")[0], kind
         root = os.path.join(CGROUP_ROOT, f"pooltest-{tag}")
-        os.makedirs(root, exist_ok=True)
-        if _libc.mount(b"cgroup", root.encode(), b"cgroup", 0, options.encode()) != 0:
-            err = ctypes.get_errno()
+        try:
+            mount_v1(options, root)
+        except OSError:
             os.rmdir(root)
-            raise OSError(err, f"mount -t cgroup -o {options} cgroup {root}: "
-                               f"{os.strerror(err)}")
+            raise
         h = cls(options, root, controller, key)
         leftovers = h.children("")
         assert not leftovers, f"{options}: reused a hierarchy with cgroups {leftovers}"
@@ -134,10 +133,10 @@ class Hierarchy:
             # removed cgroups are released asynchronously; umount kills the hierarchy
             # only if none is left, so wait for that (named ones: see below)
             wait_until(lambda: self.num_cgroups() == 1, timeout=10)
-        problems += self._umount_until_gone()
+        problems += self.umount_until_gone()
         assert not problems, "teardown of " + self.options + ": " + "; ".join(problems)
 
-    def _umount_until_gone(self, timeout: float = 15.0) -> list[str]:
+    def umount_until_gone(self, timeout: float = 15.0) -> list[str]:
         """Unmount; if the hierarchy outlives the umount because removed cgroups were not
         released yet (a named hierarchy has no num_cgroups to wait for), mount it again
         (which reuses it) and retry until `timeout`."""
@@ -153,11 +152,11 @@ class Hierarchy:
                 os.rmdir(self.root)
                 return [(f"hierarchy {self.key} survived umount for {timeout:.0f} s "
                          "(hidden pool members or other cgroups left in it)")]
-            if _libc.mount(b"cgroup", self.root.encode(), b"cgroup", 0,
-                           self.options.encode()) != 0:
-                err = ctypes.get_errno()
+            try:
+                mount_v1(self.options, self.root)
+            except OSError as exc:
                 os.rmdir(self.root)
-                return [f"remount {self.options} to retry the umount: {os.strerror(err)}"]
+                return [f"remount {self.options} to retry the umount: {exc.strerror}"]
 
     # --- plain access ----------------------------------------------------------------------
     @property
@@ -291,20 +290,21 @@ def figure(text: str) -> None:
 
 
 def release_named(options: str, key: str, root: str, timeout: float = 15.0) -> None:
-    """Mount again if needed, disable the root's pool, unmount, and wait for the hierarchy
-    to be freed. Removed cgroups are released asynchronously and umount frees a hierarchy
-    only if none is left then (on any kernel), so mount and unmount again until it goes."""
+    """Mount the named hierarchy again if needed, disable its root's pool, unmount, and wait
+    for it to be freed (Hierarchy.umount_until_gone). Removes the mount point."""
     if not os.path.ismount(root):
         mount_v1(options, root)
     if read(os.path.join(root, "pool_size")) != "0":
         code = write(os.path.join(root, "pool_size"), "0")
         assert code == 0, f"disable the pool of {root}: {errname(code)}"
-    deadline = time.monotonic() + timeout
-    while True:
-        umount(root)
-        if wait_until(lambda: not hierarchy_alive(key), timeout=0.5, step=0.02):
-            break
-        assert time.monotonic() < deadline, \
-            f"{key} outlived its umounts for {timeout:.0f} s after its pool was disabled"
-        mount_v1(options, root)
-    os.rmdir(root)
+    problems = Hierarchy(options, root, None, key).umount_until_gone(timeout)
+    assert not problems, "; ".join(problems)
+
+
+def cmdline_value(name: str) -> str | None:
+    """The value of `name=value` on the kernel command line (how a job scales a guest test,
+    e.g. pool_stress_seconds=300), or None."""
+    for word in read("/proc/cmdline").split():
+        if word.startswith(name + "="):
+            return word.split("=", 1)[1]
+    return None

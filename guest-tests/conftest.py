@@ -54,6 +54,24 @@ def ctl_pool(request) -> Iterator[Hierarchy]:
 
 
 @pytest.fixture
+def named_pool() -> Iterator[Hierarchy]:
+    """One fresh named hierarchy (for tests that need only one kind)."""
+    yield from _with_pool("named")
+
+
+@pytest.fixture
+def cpuset_pool() -> Iterator[Hierarchy]:
+    """A fresh v1 cpuset hierarchy (not in KINDS: its children need cpus and mems)."""
+    yield from _with_pool("cpuset")
+
+
+@pytest.fixture
+def devices_pool() -> Iterator[Hierarchy]:
+    """A fresh v1 devices hierarchy (not in KINDS: only some tests need its rules)."""
+    yield from _with_pool("devices")
+
+
+@pytest.fixture
 def supply_delay() -> Iterator[Callable[[int], None]]:
     """Set kernel.cgroup_supply_delay_time (ms) for one test; restored afterwards."""
     if not os.path.exists(SUPPLY_DELAY):

@@ -108,6 +108,17 @@ def _served_after_refill(h: Hierarchy, parent: str, name: str) -> str:
     return h.path(got[-1])
 
 
+def _new_children_read(h: Hierarchy, name: str) -> dict[str, str]:
+    """`name` as read in a child made now in P and in Q, and in one P's pool serves once the
+    refill has replaced its stale members."""
+    got = {}
+    for parent in ("P", "Q"):
+        h.mkdir(f"{parent}/now")
+        got[parent] = read(h.path(parent, "now", name))
+    got["P served"] = read(os.path.join(_served_after_refill(h, "P", "s"), name))
+    return got
+
+
 @pytest.mark.parametrize("flag", ["notify_on_release", "cgroup.clone_children"])
 def test_inherited_flags_are_the_parents_at_mkdir_time(pool, supply_delay, flag):
     supply_delay(0)
@@ -128,19 +139,8 @@ def test_inherited_flags_are_the_parents_at_mkdir_time(pool, supply_delay, flag)
             f"a served cgroup has {flag}={read(os.path.join(served, flag))}, parent has {value}"
 
 
-@pytest.fixture
-def cpuset_h():
-    h = Hierarchy.mount("cpuset", f"{os.getpid()}-cpuset")
-    try:
-        if not h.has_pool:
-            pytest.skip("kernel without the cgroup pool series: no pool_size file")
-        yield h
-    finally:
-        h.teardown()
-
-
-def test_cpuset_clone_children_copies_the_parents_cpus_at_mkdir_time(cpuset_h, supply_delay):
-    h = cpuset_h
+def test_cpuset_clone_children_copies_the_parents_cpus_at_mkdir_time(cpuset_pool, supply_delay):
+    h = cpuset_pool
     supply_delay(0)
     if os.cpu_count() is None or os.cpu_count() < 2:
         pytest.skip("needs 2 CPUs in the guest")
@@ -154,28 +154,12 @@ def test_cpuset_clone_children_copies_the_parents_cpus_at_mkdir_time(cpuset_h, s
     for parent in ("P", "Q"):                       # growing is allowed with children
         code = write(h.path(parent, "cpuset.cpus"), "0-1")
         assert code == 0, f"echo 0-1 > {parent}/cpuset.cpus: {errname(code)}"
-    got = {}
-    for parent in ("P", "Q"):
-        h.mkdir(f"{parent}/now")
-        got[parent] = read(h.path(parent, "now", "cpuset.cpus"))
-    served = _served_after_refill(h, "P", "s")
-    got["P served"] = read(os.path.join(served, "cpuset.cpus"))
+    got = _new_children_read(h, "cpuset.cpus")
     assert set(got.values()) == {"0-1"}, f"cpuset.cpus of new children: {got}"
 
 
-@pytest.fixture
-def devices_h():
-    h = Hierarchy.mount("devices", f"{os.getpid()}-devices")
-    try:
-        if not h.has_pool:
-            pytest.skip("kernel without the cgroup pool series: no pool_size file")
-        yield h
-    finally:
-        h.teardown()
-
-
-def test_devices_rules_are_the_parents_at_mkdir_time(devices_h, supply_delay):
-    h = devices_h
+def test_devices_rules_are_the_parents_at_mkdir_time(devices_pool, supply_delay):
+    h = devices_pool
     supply_delay(0)
     h.mkdir("P")
     h.mkdir("Q")
@@ -184,10 +168,5 @@ def test_devices_rules_are_the_parents_at_mkdir_time(devices_h, supply_delay):
         for name, value in (("devices.deny", "a"), ("devices.allow", "c 1:3 rwm")):
             code = write(h.path(parent, name), value)
             assert code == 0, f"echo {value} > {parent}/{name}: {errname(code)}"
-    got = {}
-    for parent in ("P", "Q"):
-        h.mkdir(f"{parent}/now")
-        got[parent] = read(h.path(parent, "now", "devices.list"))
-    served = _served_after_refill(h, "P", "s")
-    got["P served"] = read(os.path.join(served, "devices.list"))
+    got = _new_children_read(h, "devices.list")
     assert set(got.values()) == {"c 1:3 rwm"}, f"devices.list of new children: {got}"

@@ -17,7 +17,7 @@ import threading
 import time
 
 import pytest
-from cgpool import CGROUP_ROOT, NO_POOL, Hierarchy, errname, figure, read, umount, write
+from cgpool import CGROUP_ROOT, NO_POOL, Hierarchy, cmdline_value, errname, figure, umount, write
 
 DEFAULT_SIZE = 4096
 
@@ -25,10 +25,7 @@ DEFAULT_SIZE = 4096
 def _size() -> int:
     """pool_size to fill: 4096, or `pool_fill_size=N` from the kernel command line (the
     KASAN variant: a 4096 fill takes two minutes there, and a smaller one shows the same)."""
-    for word in read("/proc/cmdline").split():
-        if word.startswith("pool_fill_size="):
-            return int(word.split("=", 1)[1])
-    return DEFAULT_SIZE
+    return int(cmdline_value("pool_fill_size") or DEFAULT_SIZE)
 _libc = ctypes.CDLL(None, use_errno=True)
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-import pytest
-from cgpool import Hierarchy, errname, read, wait_until, write
+from cgpool import errname, read, wait_until, write
 
 AGENT_DIR = "/run"          # a tmpfs the guest can write and execute from
 
@@ -26,19 +25,8 @@ def test_parent_link_count_counts_visible_children(pool):
     assert links == {"P": 3, "Q": 3}, f"nlink of the parents (2 + visible subdirs): {links}"
 
 
-@pytest.fixture
-def devices_h():
-    h = Hierarchy.mount("devices", f"{os.getpid()}-devparent")
-    try:
-        if not h.has_pool:
-            pytest.skip("kernel without the cgroup pool series: no pool_size file")
-        yield h
-    finally:
-        h.teardown()
-
-
-def test_deny_all_on_a_parent_without_visible_children(devices_h):
-    h = devices_h
+def test_deny_all_on_a_parent_without_visible_children(devices_pool):
+    h = devices_pool
     h.mkdir("P")
     h.mkdir("Q")
     h.set_pool("P", 1)
@@ -48,19 +36,8 @@ def test_deny_all_on_a_parent_without_visible_children(devices_h):
     assert got == {"P": "OK", "Q": "OK"}, f"echo a > devices.allow: {got}"
 
 
-@pytest.fixture
-def named_h():
-    h = Hierarchy.mount("named", f"{os.getpid()}-agent")
-    try:
-        if not h.has_pool:
-            pytest.skip("kernel without the cgroup pool series: no pool_size file")
-        yield h
-    finally:
-        h.teardown()
-
-
-def test_release_agent_runs_when_the_last_visible_child_goes(named_h):
-    pool = named_h
+def test_release_agent_runs_when_the_last_visible_child_goes(named_pool):
+    pool = named_pool
     log = os.path.join(AGENT_DIR, f"agent-{os.getpid()}.log")
     agent = os.path.join(AGENT_DIR, f"agent-{os.getpid()}.sh")
     with open(agent, "w") as f:

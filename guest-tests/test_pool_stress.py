@@ -26,6 +26,7 @@ from cgpool import (
     NO_POOL,
     SUPPLY_DELAY,
     Hierarchy,
+    cmdline_value,
     errname,
     figure,
     mount_v1,
@@ -42,10 +43,7 @@ _tags = itertools.count()
 
 
 def _seconds() -> float:
-    for word in read("/proc/cmdline").split():
-        if word.startswith("pool_stress_seconds="):
-            return float(word.split("=", 1)[1])
-    return DEFAULT_SECONDS
+    return float(cmdline_value("pool_stress_seconds") or DEFAULT_SECONDS)
 
 
 def _check(code: int, what: str) -> None:
