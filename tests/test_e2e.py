@@ -137,6 +137,7 @@ def test_kselftests_ran_on_both_and_no_regression(default_run):
     assert not bad
 
 
+@pytest.mark.long
 def test_a_planted_regression_is_called_one_with_the_counts(tmp_path):
     """The 6.1 port plus a patch that drops a permission check test_core checks: exit 1,
     test_cgcore_lesser_euid_open a regression after reruns on both kernels."""
