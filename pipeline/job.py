@@ -191,13 +191,13 @@ class _Checker:
         return path
 
 
-def _kernel_words(check: _Checker, value: Any) -> list[str]:
+def _kernel_words(check: _Checker, value: Any, key: str = "qemu.kernel_args") -> list[str]:
     """Kernel command line words: the kernel splits its command line at white space, so a
     word with a space (or a control character) would silently become two parameters."""
-    words = check.strings(value, "qemu.kernel_args")
+    words = check.strings(value, key)
     for i, word in enumerate(words):
         if any(c.isspace() or not c.isprintable() for c in word):
-            raise check.fail(f"qemu.kernel_args[{i}]", f"{word!r} contains white space or a "
+            raise check.fail(f"{key}[{i}]", f"{word!r} contains white space or a "
                              "control character: give each kernel parameter as its own item")
     return words
 
@@ -319,7 +319,7 @@ def load_job(path: Path | None = None) -> Job:
                 kconfig_extra=extra,
                 timeout_scale=check.number(item.get("timeout_scale", 1.0),
                                            f"{key}.timeout_scale"),
-                kernel_args=check.strings(item.get("kernel_args"), f"{key}.kernel_args")))
+                kernel_args=_kernel_words(check, item.get("kernel_args"), f"{key}.kernel_args")))
 
     raw_q = check.mapping(top.get("qemu"), "qemu", _QEMU_KEYS)
     defaults_q = QemuSettings()

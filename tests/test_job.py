@@ -163,3 +163,11 @@ def test_kselftest_rerun_keys_are_validated(tmp_path):
     job.write_text("tree: debian:6.1\nkselftest: {rerun: 3}\n")
     with pytest.raises(BadInput, match=r"kselftest.rerun: unknown key"):
         load_job(job)
+
+
+def test_variant_kernel_args_are_checked_like_the_jobs(tmp_path):
+    job = tmp_path / "job.yaml"
+    job.write_text("tree: debian:6.1\nvariants:\n  - {name: v, kernel_args: ['a=1 b=2']}\n")
+    with pytest.raises(BadInput, match=r"variants\[0\]\.kernel_args\[0\]: 'a=1 b=2' contains "
+                                       "white space"):
+        load_job(job)
