@@ -176,6 +176,18 @@ def test_panic_at_boot_lists_every_test_as_not_run(fake, tmp_path, monkeypatch):
     assert result.splats and result.splats[0].startswith("Kernel panic")
 
 
+def test_panic_at_boot_without_a_host_collection_lists_tests_from_source(fake, tmp_path,
+                                                                         monkeypatch):
+    """Where nobody cannot read the project (a private CI folder), the host's list is read
+    from the source: still every test, as not run."""
+    replay(monkeypatch, "p61-panic-no-init")
+    monkeypatch.setattr(boot, "host_collect", lambda python, tests, timeout=0: [])
+    result = run(fake, tmp_path, [FAULTS / "test_hang.py"])
+    assert [t.nodeid.split("::")[1] for t in result.tests] == [
+        "test_before_hang", "test_never_returns", "test_after_hang"]
+    assert all(t.message.startswith("did not run: kernel panic") for t in result.tests)
+
+
 def test_splat_in_a_passing_test_fails_it(fake, tmp_path, monkeypatch):
     replay(monkeypatch, "b61-kmsg-warn-in-test")
     result = run(fake, tmp_path, [FAULTS / "test_kmsg_warn.py"])
