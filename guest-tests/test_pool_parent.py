@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
 from cgpool import errname, read, wait_until, write
 
 AGENT_DIR = "/run"          # a tmpfs the guest can write and execute from
@@ -67,6 +68,46 @@ def test_release_agent_runs_when_the_last_visible_child_goes(named_pool):
         for path in (agent, log):
             if os.path.exists(path):
                 os.unlink(path)
+
+
+def _cpuset_parents(h, cpus: dict[str, str]) -> None:
+    """P and Q with mems 0, the given cpus and clone_children set (children copy the cpus)."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs 2 CPUs in the guest")
+    for parent, mask in cpus.items():
+        h.mkdir(parent)
+        for name, value in (("cpuset.mems", "0"), ("cpuset.cpus", mask),
+                            ("cgroup.clone_children", "1")):
+            code = write(h.path(parent, name), value)
+            assert code == 0, f"echo {value} > {parent}/{name}: {errname(code)}"
+
+
+def test_shrinking_cpus_is_not_blocked_by_hidden_members(cpuset_pool, supply_delay):
+    """cpuset refuses to shrink a parent below a child's cpus (EBUSY): hidden members,
+    cloned with the parent's cpus, are no such child."""
+    h = cpuset_pool
+    supply_delay(0)
+    _cpuset_parents(h, {"P": "0-1", "Q": "0-1"})
+    h.set_pool("P", 2)                              # members cloned with cpus 0-1
+    got = {p: errname(write(h.path(p, "cpuset.cpus"), "0")) for p in ("P", "Q")}
+    assert got == {"P": "OK", "Q": "OK"}, f"echo 0 > cpuset.cpus with no visible child: {got}"
+    assert {p: read(h.path(p, "cpuset.cpus")) for p in ("P", "Q")} == {"P": "0", "Q": "0"}
+
+
+def test_cpu_exclusive_is_not_refused_for_hidden_siblings(cpuset_pool, supply_delay):
+    """An only visible child can be made cpu_exclusive: the hidden members beside it, cloned
+    with the same cpus, are no overlapping siblings (EINVAL)."""
+    h = cpuset_pool
+    supply_delay(0)
+    _cpuset_parents(h, {"P": "0", "Q": "1"})
+    for parent in ("P", "Q"):
+        code = write(h.path(parent, "cpuset.cpu_exclusive"), "1")
+        assert code == 0, f"echo 1 > {parent}/cpuset.cpu_exclusive: {errname(code)}"
+    h.set_pool("P", 2)
+    for parent in ("P", "Q"):
+        h.mkdir(f"{parent}/a")
+    got = {p: errname(write(h.path(p, "a", "cpuset.cpu_exclusive"), "1")) for p in ("P", "Q")}
+    assert got == {"P": "OK", "Q": "OK"}, f"echo 1 > a/cpuset.cpu_exclusive: {got}"
 
 
 def test_served_and_hidden_names_do_not_collide(pool, supply_delay):
