@@ -29,6 +29,7 @@ NO_POOL = "kernel without the cgroup pool series: no pool_size file"
 SUPPLY_DELAY = "/proc/sys/kernel/cgroup_supply_delay_time"
 CGROUP_ROOT = "/sys/fs/cgroup"          # a tmpfs in the guest
 ASKED_MODE = 0o700                      # what the tests ask for: both paths must give it
+USER, GROUP = 1000, 1000                # the delegated user of the tests (no capabilities)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -218,6 +219,16 @@ class Hierarchy:
         slow, so a caller polls until a refill has finished one member."""
         return self.mkdir_fast(rel, self.probe())
 
+    def cpuset_parents(self, cpus: dict[str, str]) -> None:
+        """On a cpuset hierarchy: make each parent with mems 0, its cpus and clone_children
+        set (its children copy the cpus). Needs as many guest CPUs as the masks name."""
+        for parent, mask in cpus.items():
+            self.mkdir(parent)
+            for name, value in (("cpuset.mems", "0"), ("cpuset.cpus", mask),
+                                ("cgroup.clone_children", "1")):
+                code = write(self.path(parent, name), value)
+                assert code == 0, f"echo {value} > {parent}/{name}: {errname(code)}"
+
 
 # --- raw mounts, other users --------------------------------------------------------------
 
@@ -238,6 +249,16 @@ def umount(root: str) -> None:
 def hierarchy_alive(key: str) -> bool:
     """Does a v1 hierarchy whose /proc/self/cgroup controller field is `key` exist?"""
     return bool(_hierarchy_ids(key))
+
+
+def mkdir_and_join(path: str) -> int:
+    """mkdir `path` and move this process into it (run as the delegated user through
+    as_user): 0 or the errno."""
+    try:
+        os.mkdir(path, 0o755)
+    except OSError as exc:
+        return exc.errno or 254
+    return write(os.path.join(path, "cgroup.procs"), str(os.getpid()))
 
 
 def chown_cgroup(path: str, uid: int, gid: int) -> None:

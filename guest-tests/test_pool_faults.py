@@ -2,7 +2,7 @@
 
 Allocations are made to fail with failslab (CONFIG_FAILSLAB), filtered to kernfs's two slab
 caches: the kernel is booted with `slub_debug=A,kernfs_node_cache,kernfs_iattrs_cache`
-(the default job's qemu.kernel_args), which marks just those caches, and cache-filter=Y
+(the machine's kernel_args in pipeline/data/qemu.yaml), which marks just those caches, and cache-filter=Y
 fails only marked caches. A new cgroup allocates one kernfs node per directory and file, a
 hand-out to another owner one kernfs_iattrs per node, so the n-th failure lands where the
 test means it to, and `times` (the failures left) going to 0 proves it happened.
@@ -22,13 +22,22 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from cgpool import as_user, chown_cgroup, errname, read, wait_until, write
+from cgpool import (
+    GROUP,
+    USER,
+    as_user,
+    chown_cgroup,
+    errname,
+    mkdir_and_join,
+    read,
+    wait_until,
+    write,
+)
 
 DEBUGFS = "/sys/kernel/debug"
 FAILSLAB = f"{DEBUGFS}/failslab"
 CACHES = ("kernfs_node_cache", "kernfs_iattrs_cache")
 BOOT_ARG = "slub_debug=A," + ",".join(CACHES)
-USER, GROUP = 1000, 1000
 
 
 def _set(name: str, value: str) -> None:
@@ -120,15 +129,7 @@ def test_failed_hand_out_falls_back_to_the_slow_path(ctl_pool, failslab, supply_
     before = h.num_cgroups()
     probe = h.probe()
     failslab(1)
-
-    def user_mkdir_and_join() -> int:
-        try:
-            os.mkdir(h.path("P", "u"), 0o755)
-        except OSError as exc:
-            return exc.errno or 254
-        return write(h.path("P", "u", "cgroup.procs"), str(os.getpid()))
-
-    code = as_user(USER, GROUP, user_mkdir_and_join)
+    code = as_user(USER, GROUP, lambda: mkdir_and_join(h.path("P", "u")))
     left = _left()
     failslab(0)
     assert code == 0, f"uid {USER}: mkdir P/u + join: {errname(code)}"

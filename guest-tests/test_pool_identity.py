@@ -13,9 +13,19 @@ import os
 import stat
 
 import pytest
-from cgpool import Hierarchy, as_user, chown_cgroup, errname, read, wait_until, write
+from cgpool import (
+    GROUP,
+    USER,
+    Hierarchy,
+    as_user,
+    chown_cgroup,
+    errname,
+    mkdir_and_join,
+    read,
+    wait_until,
+    write,
+)
 
-USER, GROUP = 1000, 1000
 OWNED = ("", "cgroup.procs", "tasks", "notify_on_release")   # the directory and some files
 
 
@@ -38,15 +48,6 @@ def _owners(path: str) -> dict[str, tuple[int, int]]:
             for name in OWNED for st in [os.stat(os.path.join(path, name))]}
 
 
-def _user_mkdir_and_join(path: str) -> int:
-    """As the delegated user: mkdir `path`, move this process into it. 0 or the errno."""
-    try:
-        os.mkdir(path, 0o755)
-    except OSError as exc:
-        return exc.errno or 254
-    return write(os.path.join(path, "cgroup.procs"), str(os.getpid()))
-
-
 def _delegated_pair(pool: Hierarchy) -> None:
     for parent in ("P", "Q"):
         pool.mkdir(parent)
@@ -65,7 +66,7 @@ def test_delegated_mkdir_gets_the_callers_owner(pool, supply_delay):
         got = {}
         for parent in ("P", "Q"):
             path = pool.path(parent, f"u{rnd}")
-            code = as_user(USER, GROUP, lambda path=path: _user_mkdir_and_join(path))
+            code = as_user(USER, GROUP, lambda path=path: mkdir_and_join(path))
             assert code == 0, f"uid {USER}: mkdir {parent}/u{rnd} + join: {errname(code)}"
             got[parent] = _owners(path)
         served = os.stat(pool.path("P", f"u{rnd}")).st_ino < probe
@@ -144,12 +145,7 @@ def test_cpuset_clone_children_copies_the_parents_cpus_at_mkdir_time(cpuset_pool
     supply_delay(0)
     if os.cpu_count() is None or os.cpu_count() < 2:
         pytest.skip("needs 2 CPUs in the guest")
-    for parent in ("P", "Q"):
-        h.mkdir(parent)
-        for name, value in (("cpuset.mems", "0"), ("cpuset.cpus", "0"),
-                            ("cgroup.clone_children", "1")):
-            code = write(h.path(parent, name), value)
-            assert code == 0, f"echo {value} > {parent}/{name}: {errname(code)}"
+    h.cpuset_parents({"P": "0", "Q": "0"})
     h.set_pool("P", 2)                              # members cloned with cpus 0
     for parent in ("P", "Q"):                       # growing is allowed with children
         code = write(h.path(parent, "cpuset.cpus"), "0-1")

@@ -70,16 +70,9 @@ def test_release_agent_runs_when_the_last_visible_child_goes(named_pool):
                 os.unlink(path)
 
 
-def _cpuset_parents(h, cpus: dict[str, str]) -> None:
-    """P and Q with mems 0, the given cpus and clone_children set (children copy the cpus)."""
+def _two_cpus() -> None:
     if (os.cpu_count() or 1) < 2:
         pytest.skip("needs 2 CPUs in the guest")
-    for parent, mask in cpus.items():
-        h.mkdir(parent)
-        for name, value in (("cpuset.mems", "0"), ("cpuset.cpus", mask),
-                            ("cgroup.clone_children", "1")):
-            code = write(h.path(parent, name), value)
-            assert code == 0, f"echo {value} > {parent}/{name}: {errname(code)}"
 
 
 def test_shrinking_cpus_is_not_blocked_by_hidden_members(cpuset_pool, supply_delay):
@@ -87,7 +80,8 @@ def test_shrinking_cpus_is_not_blocked_by_hidden_members(cpuset_pool, supply_del
     cloned with the parent's cpus, are no such child."""
     h = cpuset_pool
     supply_delay(0)
-    _cpuset_parents(h, {"P": "0-1", "Q": "0-1"})
+    _two_cpus()
+    h.cpuset_parents({"P": "0-1", "Q": "0-1"})
     h.set_pool("P", 2)                              # members cloned with cpus 0-1
     got = {p: errname(write(h.path(p, "cpuset.cpus"), "0")) for p in ("P", "Q")}
     assert got == {"P": "OK", "Q": "OK"}, f"echo 0 > cpuset.cpus with no visible child: {got}"
@@ -99,7 +93,8 @@ def test_cpu_exclusive_is_not_refused_for_hidden_siblings(cpuset_pool, supply_de
     with the same cpus, are no overlapping siblings (EINVAL)."""
     h = cpuset_pool
     supply_delay(0)
-    _cpuset_parents(h, {"P": "0", "Q": "1"})
+    _two_cpus()
+    h.cpuset_parents({"P": "0", "Q": "1"})
     for parent in ("P", "Q"):
         code = write(h.path(parent, "cpuset.cpu_exclusive"), "1")
         assert code == 0, f"echo 1 > {parent}/cpuset.cpu_exclusive: {errname(code)}"
