@@ -34,6 +34,7 @@ from . import benchplot
 from .benchboot import Machine, qemu_version, resolve_accel, run_bench_guest
 from .benchstats import METRICS, Ratio, RepStats, Spread, ratio, rep_stats, summarize
 from .errors import BadInput, StageFailed
+from .job import seconds_arg
 from .log import Log, fmt_duration
 
 FORMAT = "cgbench/1"
@@ -388,7 +389,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--workers", choices=("processes", "threads"), default=d.workers)
     p.add_argument("--controller", default=d.controller)
     p.add_argument("--supply-delay-ms", type=int, default=d.supply_delay_ms)
-    p.add_argument("--timeout", type=float, default=d.timeout,
+    p.add_argument("--timeout", type=seconds_arg, default=d.timeout,
                    help="seconds for one kernel's guest session")
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     p.add_argument("--smp", type=int, default=2)

@@ -55,6 +55,7 @@ class BootSettings:
     total_timeout: float = 1800.0 # seconds for the whole guest session
     kernel_args: list[str] = field(default_factory=list)  # extra kernel command line words
     qemu_args: list[str] = field(default_factory=list)    # extra QEMU argv words
+    root: str = ""                # host folder shown as the guest's / ("": the machine's)
 
 
 @dataclass
@@ -293,7 +294,8 @@ def run_guest(kernel: Path, test_paths: list[Path], out_dir: Path, settings: Boo
     expected = host_collect(python, tests) or testlist.static_ids(tests)
     argv = guest_argv(machine, binary, kernel, accel=accel, memory=settings.memory,
                       smp=settings.smp, init=[str(python), "-B", str(INIT)], out_share=share,
-                      kernel_args=settings.kernel_args, qemu_args=settings.qemu_args)
+                      kernel_args=settings.kernel_args, qemu_args=settings.qemu_args,
+                      root=settings.root or None)
     result = BootResult(False, False, accel, qemu_version(binary), 0.0, command=argv)
     track = ConsoleTrack()
     lines: list[str] = []

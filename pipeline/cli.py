@@ -16,10 +16,10 @@ from pathlib import Path
 # say so clearly (and Python would exit 1); main() checks for git itself.
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
-from . import bench, bisect, checkseries, intake, matrix, rebase
+from . import bench, bisect, checkseries, intake, kconfig, matrix, outdir, rebase
 from .cache import default_cache_root
 from .errors import BadInput, PipelineError
-from .job import ACCELS, Overrides, apply_overrides, check_boot_paths, load_job
+from .job import ACCELS, Overrides, apply_overrides, check_boot_paths, check_guest_root, load_job
 from .log import Log
 from .results import EXIT_INTERNAL
 from .runner import run_job
@@ -61,20 +61,47 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_run(args: argparse.Namespace, log: Log) -> int:
-    job = load_job(args.job)
-    job = apply_overrides(job, Overrides(
-        tree=args.tree, series=args.series, kconfig=args.kconfig, tests=args.tests,
-        out=args.out, accel=args.accel, variants=args.variant, cache_dir=args.cache_dir,
-        tree_sha256=args.tree_sha256, kselftest=args.kselftest,
-        insecure_http=args.insecure_http))
-    check_boot_paths(Path(sys.executable), Path(__file__).resolve().parent / "guest")
+    out = Path(args.out) if args.out else None     # where this run's verdict would go
+    try:
+        loaded = load_job(args.job)
+        out = out or loaded.out
+        job = apply_overrides(loaded, Overrides(
+            tree=args.tree, series=args.series, kconfig=args.kconfig, tests=args.tests,
+            out=args.out, accel=args.accel, variants=args.variant, cache_dir=args.cache_dir,
+            tree_sha256=args.tree_sha256, kselftest=args.kselftest,
+            insecure_http=args.insecure_http))
+    except BadInput:
+        if out is not None:
+            _drop_previous_results(out, log)
+        raise
+    for name in [v.name for v in loaded.variants if v.optional and v not in job.variants]:
+        log(f"optional variant {name} left out (run it with --variant {name})")
+    guest_dir = Path(__file__).resolve().parent / "guest"
+    check_boot_paths(Path(sys.executable), guest_dir)
     check_writable_dir(job.out, "--out")
+    _drop_previous_results(job.out, log)
+    cache_root = job.cache_dir or default_cache_root()
+    check_guest_root(job.qemu.root, [Path(sys.executable), guest_dir, *job.tests,
+                                     *([cache_root] if job.kselftest.enabled else [])])
     for variant in job.variants:
         if (job.out / variant.name).is_symlink():
             raise BadInput(f"{job.out / variant.name} is a symlink: refused (the run would "
                            "write through it)")
-    check_writable_dir(job.cache_dir or default_cache_root(), "the cache folder")
+    check_writable_dir(cache_root, "the cache folder")
+    for fragment in dict.fromkeys([*job.kconfig, *(f for v in job.variants
+                                                   for f in v.kconfig_extra)]):
+        kconfig.parse_fragment(fragment)  # unreadable or not text: bad input, before any work
     return run_job(job, log)
+
+
+def _drop_previous_results(out: Path, log: Log) -> None:
+    """A run that is refused (exit 2) must not leave the last run's junit.xml/summary.json
+    in --out looking like its own verdict: they go as soon as a run is asked for."""
+    if out.is_dir() and not out.is_symlink():
+        try:
+            outdir.clear_previous(out, log)
+        except OSError as exc:
+            raise BadInput(f"--out {out}: cannot remove the previous results ({exc})") from None
 
 
 def check_writable_dir(path: Path, what: str) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import email.header
 import email.utils
-import math
 import re
 import shutil
 import subprocess
@@ -27,6 +26,7 @@ import yaml
 
 from . import proc
 from .errors import BadInput
+from .job import seconds_arg
 from .mailsource import UNKNOWN_EMAIL, Mail, read_mails
 
 Logger = Callable[[str], None]
@@ -453,17 +453,6 @@ def write_folder(result: ImportResult, out: Path, force: bool) -> Path:
 
 # --- command line -----------------------------------------------------------------------------
 
-def _seconds(text: str) -> float:
-    """argparse type: a finite positive number (NaN or inf would switch the deadline off)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive finite number")
-    return value
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `pipeline series import` to the top-level subcommands."""
     series = sub.add_parser("series", help="series tools (import a patch thread)")
@@ -487,7 +476,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repair-whitespace", action="store_true",
                    help="put back the leading ' ' of context lines lost by a web page copy")
     p.add_argument("--force", action="store_true", help="replace DIR if it exists")
-    p.add_argument("--timeout", type=_seconds, default=60.0,
+    p.add_argument("--timeout", type=seconds_arg, default=60.0,
                    help="URL fetch timeout for the whole download (s)")
     p.set_defaults(func=_cmd_import)
 

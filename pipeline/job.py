@@ -9,6 +9,7 @@ default job (pipeline/data/default-job.yaml). Command-line flags are merged in b
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import re
@@ -38,6 +39,7 @@ class Variant:
     kconfig_extra: list[Path] = field(default_factory=list)
     timeout_scale: float = 1.0              # multiplies the boot/test/total timeouts
     kernel_args: list[str] = field(default_factory=list)  # after qemu.kernel_args
+    optional: bool = False                  # run only when asked for with --variant
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class QemuSettings:
     accel: str = "auto"
     kernel_args: list[str] = field(default_factory=list)
     qemu_args: list[str] = field(default_factory=list)
+    root: Path | None = None      # host folder shown as the guest's / (None: the host's /)
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,17 @@ def _kernel_words(check: _Checker, value: Any, key: str = "qemu.kernel_args") ->
     return words
 
 
+def _guest_root(check: _Checker, value: Any, base: Path) -> Path | None:
+    """qemu.root: a host folder (relative to the job file) exported read-only as the guest's /
+    instead of the host's own /."""
+    if value is None:
+        return None
+    path = check.existing(check.string(value, "qemu.root"), "qemu.root", base, "folder")
+    if not path.is_dir():
+        raise check.fail("qemu.root", f"{value!r} is not a folder ({path})")
+    return path
+
+
 def _type(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
             int: "a number", float: "a number", type(None): "nothing"}.get(type(value),
@@ -211,8 +225,9 @@ def _type(value: Any) -> str:
 _TOP_KEYS = {"tree", "series", "base_config", "kconfig", "tests", "variants", "qemu", "timeouts",
              "out", "cache_dir", "tree_sha256", "kselftest", "matrix",
              "tree_insecure_http"}
-_VARIANT_KEYS = {"name", "series", "kconfig_extra", "timeout_scale", "kernel_args"}
-_QEMU_KEYS = {"memory", "smp", "accel", "kernel_args", "qemu_args"}
+_VARIANT_KEYS = {"name", "series", "kconfig_extra", "timeout_scale", "kernel_args",
+                 "optional"}
+_QEMU_KEYS = {"memory", "smp", "accel", "kernel_args", "qemu_args", "root"}
 _TIMEOUT_KEYS = {"build", "boot", "test", "total"}
 _KSELFTEST_KEYS = {"enabled", "targets", "variants", "timeout_scale", "retries", "alpha",
                    "rerun_budget"}
@@ -319,7 +334,8 @@ def load_job(path: Path | None = None) -> Job:
                 kconfig_extra=extra,
                 timeout_scale=check.number(item.get("timeout_scale", 1.0),
                                            f"{key}.timeout_scale"),
-                kernel_args=_kernel_words(check, item.get("kernel_args"), f"{key}.kernel_args")))
+                kernel_args=_kernel_words(check, item.get("kernel_args"), f"{key}.kernel_args"),
+                optional=check.boolean(item.get("optional", False), f"{key}.optional")))
 
     raw_q = check.mapping(top.get("qemu"), "qemu", _QEMU_KEYS)
     defaults_q = QemuSettings()
@@ -334,7 +350,8 @@ def load_job(path: Path | None = None) -> Job:
         smp=check.integer(raw_q.get("smp", defaults_q.smp), "qemu.smp"),
         accel=accel,
         kernel_args=_kernel_words(check, raw_q.get("kernel_args")),
-        qemu_args=check.strings(raw_q.get("qemu_args"), "qemu.qemu_args"))
+        qemu_args=check.strings(raw_q.get("qemu_args"), "qemu.qemu_args"),
+        root=_guest_root(check, raw_q.get("root"), base))
 
     raw_t = check.mapping(top.get("timeouts"), "timeouts", _TIMEOUT_KEYS)
     dt = Timeouts()
@@ -457,6 +474,11 @@ def apply_overrides(job: Job, flags: Overrides, cwd: Path | None = None) -> Job:
                 raise BadInput(f"--variant {name}: {job.source} has no such variant "
                                f"(there are: {', '.join(known)})")
         changes["variants"] = [v for v in job.variants if v.name in flags.variants]
+    else:  # an optional variant (e.g. a sanitizer too slow for every run) only when named
+        changes["variants"] = [v for v in job.variants if not v.optional]
+        if not changes["variants"]:
+            raise BadInput(f"{job.source}: every variant is optional: choose with --variant "
+                           f"({', '.join(v.name for v in job.variants)})")
     if flags.kselftest is not None:
         changes["kselftest"] = replace(job.kselftest, enabled=flags.kselftest)
     if flags.insecure_http is not None:
@@ -471,6 +493,33 @@ def apply_overrides(job: Job, flags: Overrides, cwd: Path | None = None) -> Job:
                        "tree_sha256), use https, or accept the risk with --insecure-http "
                        "(job key tree_insecure_http: true)")
     return merged
+
+
+def seconds_arg(text: str) -> float:
+    """argparse type of a timeout flag: a finite positive number (NaN or inf would switch the
+    deadline off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or not 0 < value <= MAX_NUMBER:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive finite number up to "
+                                         f"{MAX_NUMBER:g}")
+    return value
+
+
+def check_guest_root(root: Path | None, needed: list[Path]) -> None:
+    """With qemu.root the guest sees that folder as /: everything it runs from the host (the
+    interpreter, the guest init, the tests, the selftest build) must be there at the same
+    path, or the guest would only fail at boot. Checked before any work (exit 2)."""
+    if root is None:
+        return
+    for path in needed:
+        for want in dict.fromkeys([path.absolute(), path.resolve()]):
+            if not (root / want.relative_to(want.anchor)).exists():
+                raise BadInput(f"qemu.root {root}: the guest would not find {want} in it "
+                               f"(make it visible there, e.g. mount --bind -o ro {want} "
+                               f"{root / want.relative_to(want.anchor)})")
 
 
 def check_boot_paths(*paths: Path) -> None:

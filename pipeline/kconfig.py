@@ -74,9 +74,12 @@ class ConfigResult:
 def parse_fragment(path: Path) -> Fragment:
     """Parse `CONFIG_X=...` and `# CONFIG_X is not set` lines; other comments are ignored."""
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise BadInput(f"{path}: cannot read fragment: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{path}: not UTF-8 (byte {exc.object[exc.start]:#04x} at offset "
+                       f"{exc.start}): a kconfig fragment is text") from None
     options: list[Option] = []
     min_version = None
     for number, raw in enumerate(lines, start=1):

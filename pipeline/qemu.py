@@ -77,13 +77,15 @@ def _opt(value: str) -> str:
 
 def guest_argv(machine: Machine, binary: str, kernel: Path, *, accel: str, memory: str,
                smp: int, init: list[str] | None, out_share: Path | None,
-               kernel_args: list[str], qemu_args: list[str]) -> list[str]:
+               kernel_args: list[str], qemu_args: list[str],
+               root: str | None = None) -> list[str]:
     """The whole QEMU argv (a list: nothing goes through a shell).
 
     `init` is the guest's PID 1 as an argv: its first word becomes `init=`, the rest are
     handed to it after `--` on the kernel command line (the kernel passes everything after
     `--` to init). The job's kernel_args come after the machine's, before `--`, so a job
-    may override any of them (the kernel keeps the last value of a parameter)."""
+    may override any of them (the kernel keeps the last value of a parameter). `root` is
+    the host folder exported as the guest's / (default: the machine's, the host's /)."""
     append = list(machine.kernel_args)
     if init:
         append.append(f"init={init[0]}")
@@ -97,7 +99,7 @@ def guest_argv(machine: Machine, binary: str, kernel: Path, *, accel: str, memor
     argv = [binary, "-accel", accel, *machine.accel_args.get(accel, []),
             "-m", memory, "-smp", str(smp), *machine.machine_args,
             "-kernel", str(kernel),
-            "-fsdev", f"local,id=rootfs,path={_opt(machine.root_path)},{machine.root_options}",
+            "-fsdev", f"local,id=rootfs,path={_opt(root or machine.root_path)},{machine.root_options}",
             "-device", f"virtio-9p-pci,fsdev=rootfs,mount_tag={machine.root_tag}"]
     if out_share is not None:
         argv += ["-fsdev", f"local,id=outfs,path={_opt(str(out_share))},{machine.out_options}",

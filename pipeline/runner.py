@@ -214,7 +214,8 @@ def _boot_settings(run: _Run, variant: Variant, boot):  # boot: the late-importe
         boot_timeout=job.timeouts.boot * scale, test_timeout=job.timeouts.test * scale,
         total_timeout=job.timeouts.total * scale,
         kernel_args=[*job.qemu.kernel_args, *variant.kernel_args],
-        qemu_args=list(job.qemu.qemu_args))
+        qemu_args=list(job.qemu.qemu_args),
+        root=str(job.qemu.root) if job.qemu.root else "")
 
 
 def _kselftest_stages(run: _Run, vr: VariantReport, variant: Variant, src: Path, src_key: str,

@@ -161,6 +161,26 @@ def test_a_planted_regression_is_called_one_with_the_counts(tmp_path):
     assert f"| cgroup | {key} |" in table and row["counts"] in table
 
 
+def test_the_optional_kcsan_variant_is_left_out_of_the_default_run(default_run):
+    done, doc, _summary, out = default_run
+    assert "optional variant patched-kcsan left out" in done.stdout
+    assert not cases(doc, "patched-kcsan.guest") and not (out / "patched-kcsan").exists()
+
+
+@pytest.mark.long
+def test_kcsan_variant_builds_a_kcsan_kernel_and_passes_the_pool_tests(tmp_path):
+    """`--variant patched-kcsan` (not in CI: a cold build of ~9 min): a kernel with KCSAN that
+    says so at boot and passes its self-test, and every pool test passes with no report."""
+    done = pipeline_run(tmp_path, "--variant", "patched-kcsan", "--no-kselftest")
+    doc, summary = load(tmp_path)
+    assert done.returncode == 0, summary
+    assert "CONFIG_KCSAN=y" in (tmp_path / "patched-kcsan" / "config").read_text()
+    console = (tmp_path / "patched-kcsan" / "console.log").read_text()
+    assert "kcsan: enabled early" in console and "BUG: KCSAN:" not in console
+    pool = pool_cases(doc, "patched-kcsan")
+    assert len(pool) > 40 and all(outcome(c) == "passed" for c in pool)
+
+
 def test_6_12_port_passes_the_pool_tests(tmp_path):
     done = pipeline_run(tmp_path, "--tree", "debian:6.12", "--variant", "patched",
                         "--no-kselftest")

@@ -153,3 +153,34 @@ def test_guest_tests_are_not_imported_on_the_host_as_root():
         assert [i.split("::")[-1] for i in ids] == ["test_one"]
     finally:
         shutil.rmtree(top)
+
+
+def test_host_collection_never_runs_the_interpreter_as_root(tmp_path):
+    """The test above is skipped where nobody cannot run a Python with pytest (this venv's
+    interpreter lives under /root). This one runs on every root machine: whatever
+    host_collect starts (the interpreter, which then imports the guest tests and their
+    conftest.py) must not run as root. A stand-in interpreter records its uid and gid."""
+    import os
+    import subprocess
+    import tempfile
+    from pathlib import Path
+    if os.geteuid() != 0:
+        pytest.skip("the drop to nobody is what a root pipeline does")
+    top = Path(tempfile.mkdtemp(prefix="hostcollect-", dir="/tmp"))
+    try:
+        top.chmod(0o755)
+        spy = top / "spy"
+        spy.mkdir()
+        spy.chmod(0o777)
+        python = top / "python"
+        python.write_text(f"#!/bin/sh\nid -u > {spy}/uid\nid -G > {spy}/groups\n"
+                          "echo 'tests/test_probe.py::test_one'\n")
+        python.chmod(0o755)
+        tests = top / "tests"
+        tests.mkdir()
+        ids = boot.host_collect(python, [tests])
+        assert ids == ["tests/test_probe.py::test_one"]
+        assert (spy / "uid").read_text().strip() == "65534"
+        assert (spy / "groups").read_text().split() == ["65534"]
+    finally:
+        subprocess.run(["rm", "-rf", str(top)], check=False, timeout=60)

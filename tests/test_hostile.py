@@ -409,7 +409,104 @@ def test_series_import_timeout_must_be_finite(tmp_path, value):
     assert exc.value.code == 2
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "0"])
+def test_bench_timeout_must_be_finite(tmp_path, value, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench", "--out", str(tmp_path / "o"), "--timeout", value])
+    assert exc.value.code == 2
+    assert "--timeout" in _said(capsys)
+
+
 def test_series_import_without_git_is_bad_input(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))
     assert cli.main(["series", "import", "x.mbox", "-o", str(tmp_path / "o")]) == 2
     assert "git is not in PATH" in _said(capsys)
+
+
+def test_bisect_step_exits_128_for_the_issues_own_examples(tmp_path, readonly_dir,
+                                                           monkeypatch, capsys):
+    """Row 9 with the issue's examples, not a mocked stepper: a fragment whose name is not
+    UTF-8, and a read-only --out. Each is the pipeline's problem, never a verdict (1 = bad)."""
+    from conftest import git, write_fake_kernel
+    repo = tmp_path / "linux"
+    write_fake_kernel(repo, gitignore=False)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "baseline")
+    tests = tmp_path / "gt"
+    tests.mkdir()
+    (tests / "test_a.py").write_text("def test_a():\n    pass\n")
+    frag = os.fsencode(str(tmp_path)) + b"/caf\xe9.config"
+    with open(frag, "wb") as handle:
+        handle.write(b"CONFIG_NR_CPUS=2\n")
+    monkeypatch.chdir(tmp_path)
+    step = ["bisect-step", "--tree", str(repo), "--no-series", "--test", str(tests),
+            "--cache-dir", str(tmp_path / "cache")]
+    assert cli.main([*step, "--kconfig", os.fsdecode(frag)]) == 128
+    assert "not valid UTF-8" in _said(capsys)
+    assert cli.main([*step, "--out", str(readonly_dir / "o")]) == 128
+    assert "Read-only file system" in _said(capsys)
+
+
+def test_plain_http_tree_from_the_job_file_alone_is_refused(project, fake_boot,  # noqa: F811
+                                                            capsys):
+    """Row 1's opt-in also when the URL comes only from the job file (no --tree), through
+    the command line: exit 2 before any download."""
+    job = project / "job.yaml"
+    job.write_text("\n".join(line for line in job.read_text().splitlines()
+                             if not line.startswith("tree:"))
+                   + "\ntree: http://127.0.0.1:9/linux.tar.xz\n")
+    assert cli.main(["run", "--job", str(job)]) == 2
+    assert "--insecure-http" in _said(capsys)
+    assert not fake_boot.calls and not (project / "cache" / "downloads").exists()
+
+
+def test_refused_run_leaves_no_previous_verdict(project, fake_boot, capsys):  # noqa: F811
+    """A run that stops on bad input must not leave the last run's junit.xml and summary.json
+    in --out, where CI would read them as this run's result."""
+    job = str(project / "job.yaml")
+    out = project / "out"
+    assert cli.main(["run", "--job", job, "--variant", "patched"]) == 0
+    assert (out / "junit.xml").is_file() and (out / "summary.json").is_file()
+    assert cli.main(["run", "--job", job, "--kconfig", "missing.config"]) == 2
+    assert not (out / "junit.xml").exists() and not (out / "summary.json").exists()
+    assert cli.main(["run", "--job", job, "--variant", "patched"]) == 0
+    (project / "bad.yaml").write_text("tree: [\n")
+    assert cli.main(["run", "--job", str(project / "bad.yaml"), "--out", str(out)]) == 2
+    assert not (out / "junit.xml").exists() and not (out / "summary.json").exists()
+    assert "bad.yaml" in _said(capsys)
+
+
+def _with_root(folder: Path, root: str) -> str:
+    job = folder / "job.yaml"
+    text = job.read_text().replace("timeouts:", f"qemu: {{root: {root}}}\ntimeouts:")
+    job.write_text(text)
+    return str(job)
+
+
+def test_guest_root_must_hold_what_the_guest_runs(project, fake_boot, capsys):  # noqa: F811
+    """qemu.root narrows what the guest sees of the host; a folder that lacks the interpreter,
+    the init or the tests is refused before any work, naming the key and the missing path."""
+    assert cli.main(["run", "--job", _with_root(project, "nowhere")]) == 2
+    assert "qemu.root: folder 'nowhere' does not exist" in _said(capsys)
+    root = project / "guestroot"
+    root.mkdir()
+    job = _with_root(project, "guestroot")
+    assert cli.main(["run", "--job", job]) == 2
+    said = _said(capsys)
+    assert f"qemu.root {root}: the guest would not find " in said and "mount --bind" in said
+    assert not fake_boot.calls
+    guest_dir = Path(cli.__file__).resolve().parent / "guest"
+    for path in {Path(sys.executable), Path(sys.executable).resolve(), guest_dir,
+                 project / "guest-tests"}:
+        (root / path.relative_to("/")).mkdir(parents=True, exist_ok=True)
+    assert cli.main(["run", "--job", job, "--variant", "patched"]) == 0
+    assert [call[3].root for call in fake_boot.calls] == [str(root)]
+
+
+def test_fragment_with_latin1_bytes_is_bad_input(project, fake_boot, capsys):  # noqa: F811
+    (project / "latin1.config").write_bytes(b"# caf\xe9\nCONFIG_64BIT=y\n")
+    code = cli.main(["run", "--job", str(project / "job.yaml"), "--kconfig",
+                     str(project / "latin1.config"), "--variant", "patched"])
+    assert code == 2
+    assert "latin1.config: not UTF-8 (byte 0xe9 at offset 5)" in _said(capsys)

@@ -38,7 +38,8 @@ def test_default_job_loads_and_resolves_against_project_root():
     assert job.series == "cgroup-pool"
     assert job.kconfig[0] == PROJECT_ROOT / "kconfigs" / "virtme-guest.config"
     assert [v.name for v in job.variants] == ["baseline", "patched", "patched-debug",
-                                             "patched-kasan"]
+                                             "patched-kasan", "patched-kcsan"]
+    assert [v.name for v in job.variants if v.optional] == ["patched-kcsan"]
     assert job.variants[0].series is False
     assert job.variants[2].timeout_scale == 4
     assert job.variants[3].kernel_args == ["acpi=noirq", "pool_fill_size=1024"] and job.variants[2].kernel_args == []
@@ -171,3 +172,23 @@ def test_variant_kernel_args_are_checked_like_the_jobs(tmp_path):
     with pytest.raises(BadInput, match=r"variants\[0\]\.kernel_args\[0\]: 'a=1 b=2' contains "
                                        "white space"):
         load_job(job)
+
+
+def test_optional_variants_run_only_when_named(tmp_path):
+    """The default job's KCSAN variant is optional: a plain run leaves it out, --variant
+    picks it (alone or with others); a job of optional variants only needs --variant."""
+    job = load_job()
+    plain = apply_overrides(job, Overrides())
+    assert [v.name for v in plain.variants] == ["baseline", "patched", "patched-debug",
+                                               "patched-kasan"]
+    kcsan = apply_overrides(job, Overrides(variants=["patched", "patched-kcsan"]))
+    assert [v.name for v in kcsan.variants] == ["patched", "patched-kcsan"]
+    assert kcsan.variants[1].kconfig_extra == [PROJECT_ROOT / "kconfigs" / "kcsan.config"]
+    only = load_job(write_job(tmp_path, "tree: debian:6.1\nvariants:\n"
+                                        "  - {name: v, optional: true}\n"))
+    with pytest.raises(BadInput, match="every variant is optional: choose with --variant"):
+        apply_overrides(only, Overrides())
+    assert [v.name for v in apply_overrides(only, Overrides(variants=["v"])).variants] == ["v"]
+    with pytest.raises(BadInput, match=r"variants\[0\]\.optional"):
+        load_job(write_job(tmp_path, "tree: debian:6.1\nvariants:\n"
+                                     "  - {name: v, optional: maybe}\n"))

@@ -113,3 +113,25 @@ def test_sighup_stops_the_run_like_sigterm():
         os.kill(os.getpid(), signal.SIGHUP)
         time.sleep(5)
     assert signals.name == "SIGHUP"
+
+
+def test_qemu_on_its_pty_dies_when_the_pipeline_is_killed(tmp_path):
+    """QEMU is not started by proc.popen but by pexpect on a pty (boot._spawn), so it has no
+    PR_SET_PDEATHSIG: it relies on the pty's hangup (SIGHUP to the session leader) when the
+    pipeline dies. A stand-in for QEMU that, like QEMU, ends on SIGHUP."""
+    pidfile = tmp_path / "qemu.pid"
+    parent = _pipeline_process(f"""
+        import time
+        from pipeline import boot
+        from pipeline.qemu import Machine
+        child = boot._spawn(["sh", "-c", "echo $$ > {pidfile}; exec sleep 60"], Machine.load())
+        time.sleep(120)
+    """, tmp_path)
+    child = int(_wait_for(pidfile))
+    try:
+        parent.kill()
+        parent.wait(timeout=10)
+        assert _gone(child), "QEMU's stand-in outlived the pipeline"
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)

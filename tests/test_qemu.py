@@ -30,6 +30,13 @@ def test_argv_has_readonly_root_and_writable_out_share(tmp_path):
     assert argv[argv.index("-m") + 1] == "1G" and argv[argv.index("-smp") + 1] == "2"
 
 
+def test_a_job_root_replaces_the_hosts_root(tmp_path):
+    argv = _argv(tmp_path, root="/srv/guest,root")
+    fsdevs = [argv[i + 1] for i, a in enumerate(argv) if a == "-fsdev"]
+    assert fsdevs[0].startswith("local,id=rootfs,path=/srv/guest,,root,")
+    assert "readonly=on" in fsdevs[0].split(",")
+
+
 def test_kernel_command_line_order(tmp_path):
     append = _argv(tmp_path)[-2].split(" ")
     assert append[:4] == ["console=ttyS0", "root=root", "rootfstype=9p",

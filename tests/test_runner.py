@@ -33,6 +33,7 @@ class BootSettings:
     total_timeout: float = 1800.0
     kernel_args: list = field(default_factory=list)
     qemu_args: list = field(default_factory=list)
+    root: str = ""
 
 
 @dataclass
