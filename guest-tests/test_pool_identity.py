@@ -154,6 +154,38 @@ def test_cpuset_clone_children_copies_the_parents_cpus_at_mkdir_time(cpuset_pool
     assert set(got.values()) == {"0-1"}, f"cpuset.cpus of new children: {got}"
 
 
+def test_cpuset_clone_children_stops_while_a_sibling_is_exclusive(cpuset_pool, supply_delay):
+    """cpuset copies the parent's cpus into a new child only while no visible sibling is
+    cpu_exclusive (then the child gets none): a sibling's cpu_exclusive write makes the
+    members cloned before it stale, both ways. (v1 lets a child be exclusive only under an
+    exclusive parent, and exclusive siblings must not overlap: P has cpu 0, Q cpu 1.)"""
+    h = cpuset_pool
+    supply_delay(0)
+    if os.cpu_count() is None or os.cpu_count() < 2:
+        pytest.skip("needs 2 CPUs in the guest")
+    cpus = {"P": "0", "Q": "1"}
+    h.cpuset_parents(cpus)
+    for parent in cpus:
+        code = write(h.path(parent, "cpuset.cpu_exclusive"), "1")
+        assert code == 0, f"echo 1 > {parent}/cpuset.cpu_exclusive: {errname(code)}"
+    h.set_pool("P", 2)                              # members cloned with P's cpus
+    for parent in cpus:
+        h.mkdir(f"{parent}/x")                      # cloned: the parent's cpus, mems 0
+    for rnd, flag in enumerate(("1", "0")):
+        for parent in cpus:
+            code = write(h.path(parent, "x", "cpuset.cpu_exclusive"), flag)
+            assert code == 0, f"echo {flag} > {parent}/x/cpuset.cpu_exclusive: {errname(code)}"
+        got, want = {}, {}
+        for parent, mask in cpus.items():
+            h.mkdir(f"{parent}/now{rnd}")
+            got[parent] = read(h.path(parent, f"now{rnd}", "cpuset.cpus"))
+            want[parent] = "" if flag == "1" else mask
+        got["P served"] = read(os.path.join(_served_after_refill(h, "P", f"s{rnd}"),
+                                            "cpuset.cpus"))
+        want["P served"] = want["P"]
+        assert got == want, f"cpuset.cpus of new children with x/cpu_exclusive={flag}: {got}"
+
+
 def test_devices_rules_are_the_parents_at_mkdir_time(devices_pool, supply_delay):
     h = devices_pool
     supply_delay(0)
