@@ -20,6 +20,8 @@ from pathlib import Path
 from . import proc
 from .errors import StageFailed
 from .log import rerun_line
+from .qemu import Machine as QemuMachine
+from .qemu import fsdev_escape
 
 OUT_TAG = "benchout"
 RESULT_NAME = "cgbench.json"
@@ -50,7 +52,10 @@ class GuestRun:
 def qemu_argv(kernel: Path, machine: Machine, out_dir: Path, python: Path,
               guest_args: list[str], script: Path = GUEST_SCRIPT) -> list[str]:
     """QEMU argv whose guest init is `python -B script --pid1 --out-tag ... guest_args`.
-    The kernel hands the words after `--` to init (at most 32 of them)."""
+    The kernel hands the words after `--` to init (at most 32 of them). The 9p shares take
+    their options from the tests' machine (pipeline/data/qemu.yaml): the writable one with
+    mapped-xattr, so a root guest cannot plant setuid files or device nodes on the host."""
+    shares = QemuMachine.load()
     accel = ["-accel", "kvm", "-cpu", "host"] if machine.accel == "kvm" else ["-accel", "tcg"]
     append = ["console=ttyS0", "root=root", "rootfstype=9p",
               "rootflags=trans=virtio,version=9p2000.L,cache=loose", "ro", "panic=-1",
@@ -60,9 +65,9 @@ def qemu_argv(kernel: Path, machine: Machine, out_dir: Path, python: Path,
         raise ValueError("too many guest arguments for the kernel's init argv (max 32)")
     return ["qemu-system-x86_64", *accel, "-m", machine.memory, "-smp", str(machine.smp),
             "-nographic", "-no-reboot", "-kernel", str(kernel),
-            "-fsdev", "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
+            "-fsdev", f"local,id=root,path={fsdev_escape(shares.root_path)},{shares.root_options}",
             "-device", "virtio-9p-pci,fsdev=root,mount_tag=root",
-            "-fsdev", f"local,id={OUT_TAG},path={out_dir},security_model=none",
+            "-fsdev", f"local,id={OUT_TAG},path={fsdev_escape(str(out_dir))},{shares.out_options}",
             "-device", f"virtio-9p-pci,fsdev={OUT_TAG},mount_tag={OUT_TAG}",
             *machine.qemu_args, "-append", " ".join(append)]
 

@@ -70,7 +70,7 @@ def qemu_version(binary: str) -> str:
     return first.removeprefix("QEMU emulator version ").strip() or "unknown"
 
 
-def _opt(value: str) -> str:
+def fsdev_escape(value: str) -> str:
     """A value inside a QEMU -fsdev option list: commas are doubled."""
     return value.replace(",", ",,")
 
@@ -96,13 +96,15 @@ def guest_argv(machine: Machine, binary: str, kernel: Path, *, accel: str, memor
         if not word or any(c.isspace() for c in word):
             raise BadInput(f"kernel command line word {word!r} is empty or has white space "
                            "(the kernel splits its command line at spaces)")
+    root_path = fsdev_escape(root or machine.root_path)
     argv = [binary, "-accel", accel, *machine.accel_args.get(accel, []),
             "-m", memory, "-smp", str(smp), *machine.machine_args,
             "-kernel", str(kernel),
-            "-fsdev", f"local,id=rootfs,path={_opt(root or machine.root_path)},{machine.root_options}",
+            "-fsdev", f"local,id=rootfs,path={root_path},{machine.root_options}",
             "-device", f"virtio-9p-pci,fsdev=rootfs,mount_tag={machine.root_tag}"]
     if out_share is not None:
-        argv += ["-fsdev", f"local,id=outfs,path={_opt(str(out_share))},{machine.out_options}",
+        out_path = fsdev_escape(str(out_share))
+        argv += ["-fsdev", f"local,id=outfs,path={out_path},{machine.out_options}",
                  "-device", f"virtio-9p-pci,fsdev=outfs,mount_tag={machine.out_tag}"]
     argv += ["-append", " ".join(append), *qemu_args]
     return argv
