@@ -19,7 +19,15 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 from . import bench, bisect, checkseries, intake, kconfig, matrix, outdir, rebase
 from .cache import default_cache_root
 from .errors import BadInput, PipelineError
-from .job import ACCELS, Overrides, apply_overrides, check_boot_paths, check_guest_root, load_job
+from .job import (
+    ACCELS,
+    Job,
+    Overrides,
+    apply_overrides,
+    check_boot_paths,
+    check_guest_root,
+    load_job,
+)
 from .log import Log
 from .results import EXIT_INTERNAL
 from .runner import run_job
@@ -70,16 +78,23 @@ def _cmd_run(args: argparse.Namespace, log: Log) -> int:
             out=args.out, accel=args.accel, variants=args.variant, cache_dir=args.cache_dir,
             tree_sha256=args.tree_sha256, kselftest=args.kselftest,
             insecure_http=args.insecure_http))
+        _check_before_work(job, log)
     except BadInput:
+        # A refused run (exit 2) must not leave the last run's junit.xml/summary.json in
+        # --out looking like its verdict; a run that starts clears them in outdir.start_run.
         if out is not None:
             _drop_previous_results(out, log)
         raise
     for name in [v.name for v in loaded.variants if v.optional and v not in job.variants]:
         log(f"optional variant {name} left out (run it with --variant {name})")
+    return run_job(job, log)
+
+
+def _check_before_work(job: Job, log: Log) -> None:
+    """Everything that can be refused as bad input without touching a tree (exit 2)."""
     guest_dir = Path(__file__).resolve().parent / "guest"
     check_boot_paths(Path(sys.executable), guest_dir)
     check_writable_dir(job.out, "--out")
-    _drop_previous_results(job.out, log)
     cache_root = job.cache_dir or default_cache_root()
     check_guest_root(job.qemu.root, [Path(sys.executable), guest_dir, *job.tests,
                                      *([cache_root] if job.kselftest.enabled else [])])
@@ -90,18 +105,16 @@ def _cmd_run(args: argparse.Namespace, log: Log) -> int:
     check_writable_dir(cache_root, "the cache folder")
     for fragment in dict.fromkeys([*job.kconfig, *(f for v in job.variants
                                                    for f in v.kconfig_extra)]):
-        kconfig.parse_fragment(fragment)  # unreadable or not text: bad input, before any work
-    return run_job(job, log)
+        kconfig.parse_fragment(fragment)  # unreadable or not text
 
 
 def _drop_previous_results(out: Path, log: Log) -> None:
-    """A run that is refused (exit 2) must not leave the last run's junit.xml/summary.json
-    in --out looking like its own verdict: they go as soon as a run is asked for."""
+    """Best effort: a read-only or odd --out is the error being reported already."""
     if out.is_dir() and not out.is_symlink():
         try:
             outdir.clear_previous(out, log)
-        except OSError as exc:
-            raise BadInput(f"--out {out}: cannot remove the previous results ({exc})") from None
+        except OSError:
+            pass
 
 
 def check_writable_dir(path: Path, what: str) -> None:

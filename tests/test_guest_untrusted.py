@@ -4,7 +4,13 @@ security model that cannot create setuid files or device nodes on the host."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -124,26 +130,32 @@ def _python_nobody_can_run() -> str | None:
     return None
 
 
-def test_guest_tests_are_not_imported_on_the_host_as_root():
-    """Collecting the guest tests on the host imports them (and their conftest.py): as root
-    that ran guest-only code with every privilege of the host. Now it runs as nobody."""
-    import os
-    import shutil
-    import tempfile
-    from pathlib import Path
+@contextlib.contextmanager
+def _collection_folder() -> Iterator[tuple[Path, Path, Path]]:
+    """(top, spy, tests): a folder under /tmp that nobody can enter (0755), a `spy` folder
+    anyone can write (what ran records its uid there) and an empty `tests` folder. Skips
+    unless root: the drop to nobody is what a root pipeline does."""
     if os.geteuid() != 0:
         pytest.skip("the drop to nobody is what a root pipeline does")
-    python = _python_nobody_can_run()
-    if python is None:
-        pytest.skip("no interpreter with pytest that nobody can run on this machine")
     top = Path(tempfile.mkdtemp(prefix="hostcollect-", dir="/tmp"))
     try:
         top.chmod(0o755)
         spy = top / "spy"
         spy.mkdir()
         spy.chmod(0o777)
-        tests = top / "tests"
-        tests.mkdir()
+        (top / "tests").mkdir()
+        yield top, spy, top / "tests"
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_guest_tests_are_not_imported_on_the_host_as_root():
+    """Collecting the guest tests on the host imports them (and their conftest.py): as root
+    that ran guest-only code with every privilege of the host. Now it runs as nobody."""
+    with _collection_folder() as (_top, spy, tests):
+        python = _python_nobody_can_run()
+        if python is None:
+            pytest.skip("no interpreter with pytest that nobody can run on this machine")
         (tests / "test_probe.py").write_text(
             "import os\n"
             f"open({str(spy / 'euid')!r}, 'w').write(str(os.geteuid()))\n"
@@ -151,36 +163,19 @@ def test_guest_tests_are_not_imported_on_the_host_as_root():
         ids = boot.host_collect(Path(python), [tests])
         assert (spy / "euid").read_text() != "0"
         assert [i.split("::")[-1] for i in ids] == ["test_one"]
-    finally:
-        shutil.rmtree(top)
 
 
-def test_host_collection_never_runs_the_interpreter_as_root(tmp_path):
+def test_host_collection_never_runs_the_interpreter_as_root():
     """The test above is skipped where nobody cannot run a Python with pytest (this venv's
     interpreter lives under /root). This one runs on every root machine: whatever
     host_collect starts (the interpreter, which then imports the guest tests and their
     conftest.py) must not run as root. A stand-in interpreter records its uid and gid."""
-    import os
-    import subprocess
-    import tempfile
-    from pathlib import Path
-    if os.geteuid() != 0:
-        pytest.skip("the drop to nobody is what a root pipeline does")
-    top = Path(tempfile.mkdtemp(prefix="hostcollect-", dir="/tmp"))
-    try:
-        top.chmod(0o755)
-        spy = top / "spy"
-        spy.mkdir()
-        spy.chmod(0o777)
+    with _collection_folder() as (top, spy, tests):
         python = top / "python"
         python.write_text(f"#!/bin/sh\nid -u > {spy}/uid\nid -G > {spy}/groups\n"
                           "echo 'tests/test_probe.py::test_one'\n")
         python.chmod(0o755)
-        tests = top / "tests"
-        tests.mkdir()
         ids = boot.host_collect(python, [tests])
         assert ids == ["tests/test_probe.py::test_one"]
         assert (spy / "uid").read_text().strip() == "65534"
         assert (spy / "groups").read_text().split() == ["65534"]
-    finally:
-        subprocess.run(["rm", "-rf", str(top)], check=False, timeout=60)
