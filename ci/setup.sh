@@ -8,7 +8,7 @@ apt-get update
 apt-get install -y --no-install-recommends \
     qemu-system-x86 linux-source-6.1 linux-source-6.12 \
     build-essential flex bison bc libelf-dev libssl-dev cpio ccache \
-    git xz-utils python3 python3-venv ca-certificates gawk e2fsprogs
+    git xz-utils python3 python3-venv ca-certificates gawk e2fsprogs checkpolicy
 
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv

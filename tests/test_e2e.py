@@ -23,7 +23,8 @@ pytestmark = pytest.mark.e2e
 XSD = Path(__file__).parent / "fixtures" / "junit.xsd"
 NO_POOL = "kernel without the cgroup pool series"
 POOL_MODULES = ("test_pool_size", "test_pool_rename", "test_pool_fallback", "test_pool_lifetime",
-                "test_pool_locking", "test_pool_identity", "test_pool_parent", "test_pool_stress")
+                "test_pool_locking", "test_pool_identity", "test_pool_parent", "test_pool_stress",
+                "test_pool_label")
 PATCHED = ("patched", "patched-debug", "patched-kasan")
 PLANTED = Path(__file__).parent / "fixtures" / "planted" / "0003-cgroup-planted-regression.patch"
 
