@@ -12,16 +12,17 @@ from __future__ import annotations
 import email.header
 import hashlib
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import safeyaml
+from . import proc, safeyaml
 from .errors import BadInput
 
 _PATCH_RE = re.compile(r"^(\d{4})-.*\.patch$")
-_MBOX_FROM_RE = re.compile(r"^From \S+ .*\d{4}$", re.MULTILINE)
 _SERIES_KEYS = {"name", "base", "link", "description"}
 MAX_PATCH_BYTES = 64 << 20     # one patch or mbox file
+MAILSPLIT_TIMEOUT = 120.0      # git mailsplit of at most MAX_PATCH_BYTES: well under a second
 
 
 @dataclass(frozen=True)
@@ -167,11 +168,29 @@ def read_patch_text(path: Path, limit: int = MAX_PATCH_BYTES) -> str:
 
 
 def split_mbox(text: str) -> list[str]:
-    """Split an mbox into messages at `From <sha> <date>` lines."""
-    starts = [m.start() for m in _MBOX_FROM_RE.finditer(text)]
-    if not starts:
-        return [text] if text.strip() else []
-    return [text[a:b] for a, b in zip(starts, starts[1:] + [len(text)])]
+    """Split an mbox into messages the way `git am` does: with `git mailsplit -b`, which
+    starts a message only at a `From ` line that looks like an mbox separator (a time and a
+    year), so a commit message line such as "From the RFC thread of 2021" stays in its mail.
+    `-b` takes text without a separator line as one mail; `--keep-cr` keeps the bytes as they
+    are. Each part still begins with its `From ` line; blank text gives []."""
+    if not text.strip():
+        return []
+    data = text.encode("utf-8", errors="surrogateescape")
+    with tempfile.TemporaryDirectory(prefix="pipeline-mailsplit-") as tmp:
+        work = Path(tmp)
+        mbox = work / "mbox"
+        mbox.write_bytes(data)
+        parts = work / "parts"
+        parts.mkdir()
+        done = proc.run(["git", "mailsplit", "-b", "--keep-cr", f"-o{parts}", "--", str(mbox)],
+                        timeout=MAILSPLIT_TIMEOUT)
+        if done.timed_out:
+            raise BadInput(f"git mailsplit timed out after {MAILSPLIT_TIMEOUT:.0f}s")
+        if done.returncode != 0:
+            raise BadInput(f"git mailsplit cannot split the mbox: {done.output.strip()}")
+        files = sorted((p for p in parts.iterdir() if p.name.isdigit()),
+                       key=lambda p: int(p.name))
+        return [p.read_bytes().decode("utf-8", errors="surrogateescape") for p in files]
 
 
 def load_mbox(path: Path) -> Series:

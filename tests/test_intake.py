@@ -277,3 +277,22 @@ def test_whitespace_repair_roundtrip():
     fixed = intake.repair_whitespace(diff)
     assert " ctx one\n \n-old\n+new\n ctx two\n--\n" in fixed
     assert intake.whitespace_damage(fixed) == ""
+
+
+def test_import_from_line_in_commit_message(tmp_path):
+    """A commit message line "From the RFC thread of 2021" does not cut the mail in two."""
+    path = tmp_path / "r"
+    path.mkdir()
+    git(path, "init", "-q")
+    (path / "a.c").write_text("int a;\n")
+    git(path, "add", "a.c")
+    git(path, "commit", "-qm", "base")
+    for n in (1, 2):
+        (path / "a.c").write_text(f"int a = {n};\n")
+        git(path, "commit", "-qam", f"a: set {n}\n\nFrom the RFC thread of 2021\nmore words.")
+    files = format_patches(path, tmp_path / "pf", "--cover-letter")
+    (tmp_path / "t.mbox").write_text(mbox_of(files))
+    result = intake.import_series(str(tmp_path / "t.mbox"), tmp_path / "out", quiet,
+                                  base=["6.1"])
+    assert [p.file_name for p in result.patches] == ["0001-a-set-1.patch", "0002-a-set-2.patch"]
+    assert "From the RFC thread of 2021" in result.patches[1].text

@@ -1,3 +1,4 @@
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,55 @@ def test_project_series_is_valid():
     choice = S.locate("cgroup-pool", PROJECT_ROOT)
     assert S.pick(choice, "6.1.192").base == ["6.1"]
     assert S.pick(choice, "6.12.117").base == ["6.12"]
+
+
+FROM_IN_BODY = """\
+From {sha} Mon Sep 17 00:00:00 2001
+From: A <a@example.org>
+Date: Wed, 8 Sep 2021 12:16:41 +0800
+Subject: [PATCH {n}/3] cgroup: change number {n}
+
+Explain the change.
+
+From the RFC thread of 2021
+(the idea came up there, a line that begins with "From " and ends in a year).
+
+Signed-off-by: A <a@example.org>
+---
+ kernel/x{n}.c | 2 +-
+diff --git a/kernel/x{n}.c b/kernel/x{n}.c
+--- a/kernel/x{n}.c
++++ b/kernel/x{n}.c
+@@ -1 +1 @@
+-int x;
++int x = {n};
+--
+2.39.2
+
+"""
+
+
+def test_split_mbox_ignores_from_line_in_commit_message(tmp_path):
+    """A body line "From the RFC thread of 2021" is no message boundary (as for git am)."""
+    text = "".join(FROM_IN_BODY.format(sha=str(n) * 40, n=n) for n in (1, 2, 3))
+    mbox = tmp_path / "s.mbox"
+    mbox.write_text(text)
+    out = tmp_path / "split"
+    out.mkdir()
+    count = subprocess.run(["git", "mailsplit", "-b", f"-o{out}", str(mbox)], check=True,
+                           capture_output=True, text=True).stdout.strip()
+    assert count == "3"
+    parts = S.split_mbox(text)
+    assert len(parts) == 3
+    assert "".join(parts) == text
+    assert all("From the RFC thread of 2021\n" in part and "diff --git" in part
+               for part in parts)
+    series = S.load_mbox(mbox)
+    assert [p.subject for p in series.patches] == [f"cgroup: change number {n}"
+                                                   for n in (1, 2, 3)]
+
+
+def test_split_mbox_empty_and_bare_mail():
+    assert S.split_mbox("") == [] and S.split_mbox("\n \n") == []
+    bare = "From: A <a@example.org>\nSubject: x\n\nbody\n"
+    assert S.split_mbox(bare) == [bare]
