@@ -1,8 +1,11 @@
 """`pipeline series import SOURCE -o DIR`: turn a patch thread into a series folder.
 
 The patch mails (`[PATCH n/m]`, `[RFC PATCH n/m]`, `[PATCH v2 n/m]`, `[PATCH net-next 1/3]`,
-a lone `[PATCH]` as 1/1) are picked out of the thread; replies (`Re:`) are dropped; when the
-thread holds several versions the newest is taken (or `--version N`). The set must be complete
+a lone `[PATCH]` as 1/1) are picked out of the thread; when the thread holds several versions
+the newest is taken (or `--version N`). Replies are not written, but their `Reviewed-by:`,
+`Acked-by:` and `Tested-by:` lines (not the quoted `> ...` ones) are added to the patch they
+answer (In-Reply-To / References), those in a reply to the cover letter to every patch, as b4
+does: after the patch's own trailers, before its `---` line, each once. The set must be complete
 (1..m, each once) and every patch must be a mail `git mailinfo` splits and a diff `git apply`
 can parse. The folder gets `NNNN-subject.patch` files in git format-patch (mbox) form,
 `0000-cover-letter.patch` when there is a cover letter, and series.yaml (name, base, link,
@@ -40,6 +43,11 @@ _BASE_PATTERNS = [
     re.compile(r"\bagainst\s+(?:linux[- ])?v?(\d+\.\d+)(?:[.-]\w+)*\b", re.IGNORECASE),
     re.compile(r"^base-commit:.*?\bv?(\d+\.\d+)\b", re.IGNORECASE | re.MULTILINE),
 ]
+TRAILER_KINDS = ("Reviewed-by", "Acked-by", "Tested-by")   # collected from replies
+_REPLY_TRAILER = re.compile(r"^(" + "|".join(TRAILER_KINDS) + r"):[ \t]*([^<>\s][^<>\n]*?)"
+                            r"[ \t]*<([^<>\s@]+@[^<>\s]+)>[ \t\r]*$", re.IGNORECASE | re.MULTILINE)
+_TRAILER_LINE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*:[ \t]")
+_DASHES = re.compile(r"^---[ \t]*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -206,6 +214,86 @@ def _git_check(text: str, work: Path) -> str:
     return ""
 
 
+# --- trailers from replies --------------------------------------------------------------------
+
+def reply_trailers(body: str) -> list[str]:
+    """`Reviewed-by: Name <addr>` (and Acked-by, Tested-by) lines a reply gives itself, in
+    canonical spelling; quoted lines (`> ...`) do not match (the kind must start the line)."""
+    canonical = {kind.lower(): kind for kind in TRAILER_KINDS}
+    return [f"{canonical[m.group(1).lower()]}: {m.group(2)} <{m.group(3)}>"
+            for m in _REPLY_TRAILER.finditer(body)]
+
+
+def _same_trailer(line: str) -> str:
+    key, _, value = line.partition(":")
+    return key.strip().lower() + ":" + " ".join(value.split())
+
+
+@dataclass
+class CollectedTrailers:
+    added: dict[int, list[str]]    # patch number: trailer lines to add, in source order
+    trailers: int                  # distinct trailers found (one on the cover letter counts once)
+    replies: int                   # replies that gave them
+
+
+def collect_trailers(mails: list[Mail], cover: Mail | None,
+                     found: dict[int, ImportedPatch]) -> CollectedTrailers:
+    """The trailers replies give to the chosen patches: a reply belongs to the nearest mail up
+    its thread (In-Reply-To, then References from the newest) that is one of the patches (or
+    the cover letter: then to all of them). Lines a patch already has are left out."""
+    by_id = {p.mail.message_id: [n] for n, p in sorted(found.items()) if p.mail.message_id}
+    if cover is not None and cover.message_id:
+        by_id.setdefault(cover.message_id, sorted(found))
+    added: dict[int, list[str]] = {n: [] for n in found}
+    have = {n: {_same_trailer(line) for line in _message_part(p.mail.body).splitlines()
+                if _TRAILER_LINE.match(line)} for n, p in found.items()}
+    distinct: set[tuple[str, str]] = set()
+    replies = 0
+    for mail in mails:
+        tag = parse_subject(mail.subject)
+        if tag.is_patch and not tag.reply:
+            continue                       # a patch mail (of any version), not a reply
+        parents = [mail.in_reply_to, *reversed(mail.references)]
+        target = next((p for p in parents if p and p in by_id), None)
+        if target is None:
+            continue
+        trailers = reply_trailers(mail.body)
+        if not trailers:
+            continue
+        replies += 1
+        for line in trailers:
+            distinct.add((target, _same_trailer(line)))
+            for number in by_id[target]:
+                if _same_trailer(line) not in have[number]:
+                    have[number].add(_same_trailer(line))
+                    added[number].append(line)
+    return CollectedTrailers({n: lines for n, lines in added.items() if lines},
+                             len(distinct), replies)
+
+
+def _message_part(body: str) -> str:
+    """The commit message of a patch mail's body: up to its `---` line (or the diff)."""
+    end = len(body) - len(diff_part(body))
+    dashes = _DASHES.search(body, 0, end)
+    return body[:dashes.start() if dashes else end]
+
+
+def add_trailers(body: str, trailers: list[str]) -> str:
+    """`trailers` appended to the commit message's trailer block, right before `---`."""
+    if not trailers:
+        return body
+    head = _message_part(body)
+    message = head.rstrip("\n")
+    last = message.rsplit("\n", 1)[-1]
+    if not message:
+        gap = ""
+    elif _TRAILER_LINE.match(last):
+        gap = "\n"
+    else:
+        gap = "\n\n"                        # a trailer block of its own
+    return message + gap + "\n".join(trailers) + "\n" + body[len(head):]
+
+
 # --- writing ----------------------------------------------------------------------------------
 
 def _encode_header(value: str) -> str:
@@ -328,12 +416,13 @@ def import_series(source: str, out: Path, log: Logger, *, name: str | None = Non
         else:
             problems.append(message + "; pass --allow-incomplete to write the others anyway")
 
+    collected = collect_trailers(mails, cover, found)
     with tempfile.TemporaryDirectory(prefix="pipeline-intake-") as tmp:
         work = Path(tmp)
         for number in sorted(found):
             patch = found[number]
             where = (f"patch {number}/{patch.total} {patch.tag.title!r} ({patch.mail.origin})")
-            body = patch.mail.body
+            body = add_trailers(patch.mail.body, collected.added.get(number, []))
             text = format_patch(patch.mail, patch.tag, body)
             reason = _git_check(text, work)
             if reason and repair and (damage := whitespace_damage(diff_part(body))):
@@ -358,6 +447,13 @@ def import_series(source: str, out: Path, log: Logger, *, name: str | None = Non
             patch.file_name = f"{number:04d}-{slug(patch.tag.title)}.patch"
     if problems:
         raise BadInput(f"cannot import {source}:\n  " + "\n  ".join(problems))
+    lines_added = sum(len(lines) for lines in collected.added.values())
+    log(f"collected {_count(collected.trailers, 'trailer')} from "
+        f"{_count(collected.replies, 'reply', 'replies')} ({lines_added} added to "
+        f"{_count(len(collected.added), 'patch', 'patches')})")
+    for number, lines in sorted(collected.added.items()):
+        for line in lines:
+            log(f"  {found[number].file_name}: + {line}")
 
     patches = [found[n] for n in sorted(found)]
     first = patches[0].mail
@@ -375,6 +471,10 @@ def import_series(source: str, out: Path, log: Logger, *, name: str | None = Non
     for warning in warnings:
         log(f"warning: {warning}")
     return result
+
+
+def _count(number: int, one: str, many: str = "") -> str:
+    return f"{number} {one if number == 1 else many or one + 's'}"
 
 
 class _BlockDumper(yaml.SafeDumper):

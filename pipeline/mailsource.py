@@ -54,6 +54,8 @@ class Mail:
     body: str            # decoded text: commit message, ---, diffstat, diff, signature
     origin: str          # where the mail is in the source, for messages (file:line, file#n)
     message_id: str = ""
+    in_reply_to: str = ""                  # Message-ID of the parent mail, without <>
+    references: tuple[str, ...] = ()       # the thread's Message-IDs, oldest first, without <>
 
 
 # --- fetching ---------------------------------------------------------------------------------
@@ -128,6 +130,12 @@ def _header(msg: Message, name: str) -> str:
     return re.sub(r"\s*\n\s*", " ", text).strip()
 
 
+def _message_ids(msg: Message, name: str) -> list[str]:
+    """The `<id>` tokens of a header (In-Reply-To, References), in order, without <>."""
+    return list(re.findall(r"<([^<>\s]+)>", " ".join(
+        str(v) for v in (msg.get_all(name) or []))))
+
+
 def _part_text(part: Message) -> str:
     payload = part.get_payload(decode=True)
     if payload is None:
@@ -178,7 +186,9 @@ def parse_mbox(text: str, where: str) -> list[Mail]:
             author = f"{name or author or 'Unknown'} <{UNKNOWN_EMAIL}>"
         mails.append(Mail(subject=subject, author=author, date=_header(msg, "Date"),
                           body=_body(msg), origin=f"{where}:{line} (message {number})",
-                          message_id=_header(msg, "Message-ID").strip("<>")))
+                          message_id=_header(msg, "Message-ID").strip("<>"),
+                          in_reply_to=next(iter(_message_ids(msg, "In-Reply-To")), ""),
+                          references=tuple(_message_ids(msg, "References"))))
     return mails
 
 

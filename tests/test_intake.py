@@ -296,3 +296,145 @@ def test_import_from_line_in_commit_message(tmp_path):
                                   base=["6.1"])
     assert [p.file_name for p in result.patches] == ["0001-a-set-1.patch", "0002-a-set-2.patch"]
     assert "From the RFC thread of 2021" in result.patches[1].text
+
+
+# --- trailers from replies --------------------------------------------------------------------
+
+THREAD = """\
+From cover Mon Sep 17 00:00:00 2001
+From: A U Thor <author@example.org>
+Date: Mon, 2 Sep 2024 10:00:00 +0000
+Subject: [PATCH 0/2] set a, add b
+Message-Id: <cover.1@example.org>
+
+Based on v6.1.
+
+From patch1 Mon Sep 17 00:00:00 2001
+From: A U Thor <author@example.org>
+Date: Mon, 2 Sep 2024 10:00:01 +0000
+Subject: [PATCH 1/2] a: set a
+Message-Id: <patch.1@example.org>
+In-Reply-To: <cover.1@example.org>
+References: <cover.1@example.org>
+
+Set a to 1.
+
+Signed-off-by: A U Thor <author@example.org>
+---
+ a.c | 2 +-
+ 1 file changed, 1 insertion(+), 1 deletion(-)
+
+diff --git a/a.c b/a.c
+--- a/a.c
++++ b/a.c
+@@ -1,2 +1,2 @@
+-int a;
++int a = 1;
+ \tint keep;
+--
+2.39.2
+
+From patch2 Mon Sep 17 00:00:00 2001
+From: A U Thor <author@example.org>
+Date: Mon, 2 Sep 2024 10:00:02 +0000
+Subject: [PATCH 2/2] b: add b
+Message-Id: <patch.2@example.org>
+In-Reply-To: <cover.1@example.org>
+References: <cover.1@example.org>
+
+Add b.
+
+Signed-off-by: A U Thor <author@example.org>
+---
+ b.c | 1 +
+ 1 file changed, 1 insertion(+)
+
+diff --git a/b.c b/b.c
+new file mode 100644
+--- /dev/null
++++ b/b.c
+@@ -0,0 +1 @@
++int b;
+--
+2.39.2
+
+From reply1 Mon Sep 17 00:00:00 2001
+From: Rev Iewer <rev@example.org>
+Date: Tue, 3 Sep 2024 09:00:00 +0000
+Subject: Re: [PATCH 2/2] b: add b
+Message-Id: <reply.1@example.org>
+In-Reply-To: <patch.2@example.org>
+References: <cover.1@example.org> <patch.2@example.org>
+
+On Mon, A U Thor wrote:
+> Add b.
+>
+> Signed-off-by: A U Thor <author@example.org>
+
+Reviewed-by: Rev Iewer <rev@example.org>
+
+From reply2 Mon Sep 17 00:00:00 2001
+From: Ack Er <ack@example.org>
+Date: Tue, 3 Sep 2024 10:00:00 +0000
+Subject: Re: [PATCH 0/2] set a, add b
+Message-Id: <reply.2@example.org>
+In-Reply-To: <cover.1@example.org>
+References: <cover.1@example.org>
+
+> Based on v6.1.
+> Reviewed-by: Quoted Person <quoted@example.org>
+
+For the series:
+Acked-by: Ack Er <ack@example.org>
+
+From reply3 Mon Sep 17 00:00:00 2001
+From: Rev Iewer <rev@example.org>
+Date: Tue, 3 Sep 2024 11:00:00 +0000
+Subject: Re: [PATCH 2/2] b: add b
+Message-Id: <reply.3@example.org>
+In-Reply-To: <reply.1@example.org>
+References: <cover.1@example.org> <patch.2@example.org> <reply.1@example.org>
+
+Repeating it, in case it got lost:
+Reviewed-by: Rev Iewer <rev@example.org>
+
+"""
+
+
+def test_import_collects_trailers_from_replies(repo, tmp_path):
+    """Reviewed-by/Acked-by/Tested-by given in replies reach the patch they answer (a reply
+    to the cover letter: every patch), before `---`, after the patch's own trailers, once;
+    a quoted `> Reviewed-by:` is not collected."""
+    (tmp_path / "t.mbox").write_text(THREAD)
+    lines: list[str] = []
+    result = intake.import_series(str(tmp_path / "t.mbox"), tmp_path / "out", lines.append)
+    assert [p.file_name for p in result.patches] == ["0001-a-set-a.patch", "0002-b-add-b.patch"]
+    one, two = ((tmp_path / "out" / p.file_name).read_text() for p in result.patches)
+    assert ("Set a to 1.\n\nSigned-off-by: A U Thor <author@example.org>\n"
+            "Acked-by: Ack Er <ack@example.org>\n---\n") in one
+    assert ("Add b.\n\nSigned-off-by: A U Thor <author@example.org>\n"
+            "Reviewed-by: Rev Iewer <rev@example.org>\n"
+            "Acked-by: Ack Er <ack@example.org>\n---\n") in two
+    assert "Quoted Person" not in one + two
+    # reply 3 repeats reply 1's Reviewed-by: 2 trailers, one of them on both patches
+    assert "collected 2 trailers from 3 replies (3 added to 2 patches)" in lines, lines
+    assert "  0002-b-add-b.patch: + Reviewed-by: Rev Iewer <rev@example.org>" in lines
+    # git am keeps them in the commit messages
+    check = tmp_path / "check"
+    git(tmp_path, "clone", "-q", str(repo), str(check))
+    git(check, "checkout", "-q", "HEAD~2")
+    git(check, "am", "-q", *sorted(str(p) for p in (tmp_path / "out").glob("000[1-9]-*")))
+    assert git(check, "log", "-1", "--format=%(trailers:only)") == (
+        "Signed-off-by: A U Thor <author@example.org>\n"
+        "Reviewed-by: Rev Iewer <rev@example.org>\n"
+        "Acked-by: Ack Er <ack@example.org>\n\n")
+    assert git(check, "rev-parse", "HEAD^{tree}") == git(repo, "rev-parse", "HEAD^{tree}")
+
+
+def test_reply_trailers_and_add_trailers():
+    assert intake.reply_trailers("> Acked-by: Q <q@x.org>\nreviewed-by: R S <r@x.org>\n"
+                                 "Tested-by: nobody\nAcked-by: A <a@x.org>\r\n") == [
+        "Reviewed-by: R S <r@x.org>", "Acked-by: A <a@x.org>"]
+    body = "No trailers here.\n---\n a | 1 +\n\ndiff --git a/a b/a\n"
+    assert intake.add_trailers(body, ["Acked-by: A <a@x.org>"]) == (
+        "No trailers here.\n\nAcked-by: A <a@x.org>\n---\n a | 1 +\n\ndiff --git a/a b/a\n")
