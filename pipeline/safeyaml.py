@@ -81,11 +81,13 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
-def load(path: Path, what: str, text: str | None = None) -> tuple[Any, yaml.Node | None]:
-    """(data, node) of a YAML file; BadInput for anything over the limits or malformed."""
+def load(path: Path, what: str, text: str | None = None,
+         loader_class: type[yaml.SafeLoader] = yaml.SafeLoader) -> tuple[Any, yaml.Node | None]:
+    """(data, node) of a YAML file; BadInput for anything over the limits or malformed.
+    `loader_class` may be a SafeLoader subclass with other constructors (series.yaml's)."""
     if text is None:
         text = read_text(path, what)
-    loader = yaml.SafeLoader(text)
+    loader = loader_class(text)
     try:
         node = loader.get_single_node()
         if node is None:

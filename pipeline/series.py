@@ -1,7 +1,7 @@
 """Patch series: a folder of `git format-patch` files plus series.yaml, or an mbox file.
 
-`series.yaml`: name, base (list of kernel version prefixes such as "6.1"), link, optional
-description. Patches are `NNNN-*.patch`, applied in NNNN order; a gap or a duplicate number is
+`series.yaml`: name, base (list of kernel version prefixes such as "6.1"; an unquoted 6.10 is
+the version "6.10" as written, not the float 6.1), link, optional description. Patches are `NNNN-*.patch`, applied in NNNN order; a gap or a duplicate number is
 bad input (0000, a cover letter, is skipped). A series given by name is looked up under
 patches/<name>/*/series.yaml and the variant whose base matches the tree version is picked
 (longest prefix wins).
@@ -15,6 +15,8 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 from . import proc, safeyaml
 from .errors import BadInput
@@ -80,6 +82,30 @@ def _is_patch(text: str) -> bool:
 
 
 @dataclass(frozen=True)
+class YamlNumber:
+    """A plain scalar YAML reads as a number (`6.10`, `6`), kept as written: as a float
+    6.10 is 6.1, so a series for 6.10 would be picked for 6.1 trees."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class _SeriesLoader(yaml.SafeLoader):
+    """series.yaml's loader: int and float scalars become YamlNumber (their text); where a
+    string is wanted (name, link) they are still not one, so those errors stay."""
+
+
+def _number_as_written(loader: yaml.SafeLoader, node: yaml.Node) -> YamlNumber:
+    return YamlNumber(loader.construct_scalar(node))
+
+
+for _tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
+    _SeriesLoader.add_constructor(_tag, _number_as_written)
+
+
+@dataclass(frozen=True)
 class _Meta:
     name: str
     base: list[str]
@@ -91,7 +117,7 @@ class _Meta:
 def _read_meta(folder: Path) -> _Meta:
     meta_file = folder / "series.yaml"
     meta_text = safeyaml.read_text(meta_file, "series.yaml")
-    meta, _ = safeyaml.load(meta_file, "series.yaml", meta_text)
+    meta, _ = safeyaml.load(meta_file, "series.yaml", meta_text, loader_class=_SeriesLoader)
     if not isinstance(meta, dict):
         raise BadInput(f"{meta_file}: must be a mapping with name, base, link")
     for key in meta:
@@ -102,9 +128,9 @@ def _read_meta(folder: Path) -> _Meta:
     if not isinstance(name, str) or not name:
         raise BadInput(f"{meta_file}: name: must be a non-empty string")
     base = meta.get("base")
-    if isinstance(base, (str, float, int)) and not isinstance(base, bool):
-        base = [str(base)]
-    if not isinstance(base, list) or not base or not all(isinstance(b, (str, float, int))
+    if isinstance(base, (str, YamlNumber)):
+        base = [base]
+    if not isinstance(base, list) or not base or not all(isinstance(b, (str, YamlNumber, bool))
                                                          for b in base):
         raise BadInput(f"{meta_file}: base: must be a list of kernel versions like \"6.1\"")
     for key in ("link", "description"):

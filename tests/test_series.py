@@ -170,3 +170,42 @@ def test_split_mbox_empty_and_bare_mail():
     assert S.split_mbox("") == [] and S.split_mbox("\n \n") == []
     bare = "From: A <a@example.org>\nSubject: x\n\nbody\n"
     assert S.split_mbox(bare) == [bare]
+
+
+def test_base_versions_are_read_as_written(tmp_path):
+    """`base: [6.10]` is the version 6.10, not the float 6.1 (YAML reads 6.10 as 6.1)."""
+    make_series(tmp_path / "patches" / "ten" / "6.10", base="[6.10]")
+    choice = S.locate("ten", tmp_path)
+    assert S.pick(choice, "6.10.3").base == ["6.10"]
+    with pytest.raises(BadInput, match=r"no variant for kernel 6.1.192; there are: "
+                                       r"6.10 \(base 6.10\)"):
+        S.pick(choice, "6.1.192")
+    # with a 6.1 variant beside it, each tree gets its own
+    make_series(tmp_path / "patches" / "ten" / "6.1", base="[6.1]")
+    choice = S.locate("ten", tmp_path)
+    assert S.pick(choice, "6.1.192").source.name == "6.1"
+    assert S.pick(choice, "6.10.3").source.name == "6.10"
+    # a single scalar, ints and other number spellings stay as written
+    for base, expect in (("6.10", ["6.10"]), ("[6, 6.1, 6.10]", ["6", "6.1", "6.10"]),
+                         ("[6.1_0, 6:10, '6.10']", ["6.1_0", "6:10", "6.10"]),
+                         ("[!!float 6.20]", ["6.20"])):
+        folder = make_series(tmp_path / "b" / str(len(list((tmp_path).glob("b/*")))), base=base)
+        assert S.load_folder(folder).base == expect, base
+
+
+@pytest.mark.parametrize("meta, message", [
+    ("name: x\nbase: {6.10: x}\n", "base: must be a list of kernel versions"),
+    ("name: x\nbase: []\n", "base: must be a list of kernel versions"),
+    ("name: x\nbase: [[6.1]]\n", "base: must be a list of kernel versions"),
+    ("name: x\nbase: true\n", "base: must be a list of kernel versions"),
+    ("name: 6.10\nbase: [6.1]\n", "name: must be a non-empty string"),
+    ("name: x\nbase: [6.1]\nlink: 6.10\n", "link: must be a string"),
+    ("name: x\nbase: [6.1]\ndescription: 3\n", "description: must be a string"),
+    ("name: x\nbase: [6.1]\n6.10: x\n", r"6\.10: unknown key \(allowed: base, description"),
+    ("6.10\n", "must be a mapping with name, base, link"),
+])
+def test_bad_metadata_messages(tmp_path, meta, message):
+    folder = make_series(tmp_path / "s")
+    (folder / "series.yaml").write_text(meta)
+    with pytest.raises(BadInput, match=rf"^{tmp_path / 's' / 'series.yaml'}: {message}"):
+        S.load_folder(folder)
