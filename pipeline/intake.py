@@ -309,6 +309,27 @@ def _encode_author(author: str) -> str:
     return f"{_encode_header(name)} <{addr}>"
 
 
+def looks_like_mbox_separator(line: str) -> bool:
+    """Would `git mailsplit` (so `git am`) start a new mail at `line`?
+
+    The same test as git's is_from_line(): "From ", at least 20 characters, and a time
+    before a year after 1990 around the last colon ("... 00:00:00 2001"). Only such lines
+    are escaped with ">": git am does not unescape ">From", so escaping any other
+    "From " line would change the commit message.
+    """
+    if len(line) < 20 or not line.startswith("From "):
+        return False
+    colon = line.rfind(":", 5, len(line) - 1)
+    if colon < 0:
+        return False
+    around = (line[colon - 4], line[colon - 2], line[colon - 1], line[colon + 1 : colon + 2],
+              line[colon + 2 : colon + 3])
+    if not all(c.isdigit() for c in around):
+        return False
+    year = re.match(r"\s*([+-]?\d+)", line[colon + 3 :])   # strtol()
+    return year is not None and int(year.group(1)) > 90
+
+
 def format_patch(mail: Mail, tag: PatchTag, body: str | None = None) -> str:
     """The mail as a `git format-patch` file (what `git am` reads)."""
     text = mail.body if body is None else body
@@ -323,7 +344,8 @@ def format_patch(mail: Mail, tag: PatchTag, body: str | None = None) -> str:
         lines.append(f"Message-Id: <{mail.message_id}>")
     lines += ["MIME-Version: 1.0", "Content-Type: text/plain; charset=UTF-8",
               "Content-Transfer-Encoding: 8bit", ""]
-    text = re.sub(r"^From ", ">From ", text, flags=re.MULTILINE)   # keep the mbox splittable
+    text = "\n".join(">" + line if looks_like_mbox_separator(line) else line
+                     for line in text.split("\n"))   # keep the mail one mail for git am
     return "\n".join(lines) + "\n" + text.rstrip("\n") + "\n"
 
 

@@ -438,3 +438,39 @@ def test_reply_trailers_and_add_trailers():
     body = "No trailers here.\n---\n a | 1 +\n\ndiff --git a/a b/a\n"
     assert intake.add_trailers(body, ["Acked-by: A <a@x.org>"]) == (
         "No trailers here.\n\nAcked-by: A <a@x.org>\n---\n a | 1 +\n\ndiff --git a/a b/a\n")
+
+
+def test_imported_message_keeps_its_from_lines_through_git_am(tmp_path):
+    """A body line beginning "From " reaches the commit as written: only a line git mailsplit
+    would take for an mbox separator is escaped (git am does not unescape ">From")."""
+    path = tmp_path / "r"
+    path.mkdir()
+    git(path, "init", "-q")
+    (path / "a.c").write_text("int a;\n")
+    git(path, "add", "a.c")
+    git(path, "commit", "-qm", "base")
+    (path / "a.c").write_text("int a = 1;\n")
+    git(path, "commit", "-qam", "a: set 1\n\nFrom the RFC thread of 2021\nmore words.")
+    files = format_patches(path, tmp_path / "pf")
+    (tmp_path / "t.mbox").write_text(mbox_of(files))
+    result = intake.import_series(str(tmp_path / "t.mbox"), tmp_path / "out", quiet,
+                                  base=["6.1"])
+    git(path, "reset", "-q", "--hard", "HEAD~1")
+    last = result.patches[-1]
+    assert last.file_name.endswith("a-set-1.patch"), [p.file_name for p in result.patches]
+    patch = tmp_path / "am.patch"
+    patch.write_text(last.text)
+    git(path, "am", "-q", str(patch))
+    message = subprocess.run(["git", "-C", str(path), "log", "-1", "--format=%B"],
+                             capture_output=True, text=True, check=True, timeout=60).stdout
+    assert "\nFrom the RFC thread of 2021\n" in message, message
+
+
+@pytest.mark.parametrize("line, escaped", [
+    ("From the RFC thread of 2021", False),
+    ("From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001", True),
+    ("From someone Fri Dec  4 01:54:05 2026", True),
+    ("From here: 12:30 in 1985", False),
+])
+def test_only_mbox_separator_lines_are_escaped(line, escaped):
+    assert intake.looks_like_mbox_separator(line) is escaped
