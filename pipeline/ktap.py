@@ -11,6 +11,23 @@ is empty and the name is in the reason. Such a result is named after the
 reason, so that the same subtest has the same name whether it passed or was
 skipped.
 
+A line that is not TAP (a kernel message, a test's stray printf) may come at
+any indentation, also less than that of the nested block it interrupts: it is
+a diagnostic of that block when the block carries on after it (KUnit's
+`init_suite` and `kunit example: all tests passed` lines, printk output in the
+middle of a suite), and ends the block only when the next TAP line is at a
+lower indentation.
+
+Output that has a prefix on every line, as the kernel log does (`[    0.060000] `,
+`[    0.060000][    T1] `, a space), is read as KUnit's kunit.py reads it: the
+document starts at the first `KTAP version N` / `TAP version N` line, and what
+precedes that keyword on it is the prefix, removed from the lines after it that
+have the same shape (digits may differ). Lines before the version line are
+diagnostics only. This applies only when no result or plan line comes before
+the version line, and not to a version line in a `#` comment (a nested test's
+output under kselftest's runner), so a kselftest program's output, which starts
+with its results or its version line, parses as before.
+
 A group is `incomplete` when it bailed out, printed fewer results than its
 plan, or has a nested block that never got its result line (the test
 crashed or hung mid-subtest). A missing plan alone is not incomplete (several
@@ -78,6 +95,9 @@ _BAIL = re.compile(r"^Bail out!\s*(.*)$", re.IGNORECASE)
 _INDENT_TAB = 4
 
 
+_PREFIXED_VERSION = re.compile(r"(KTAP|TAP) version \d+\s*$", re.IGNORECASE)
+
+
 def _indent(line: str) -> int:
     width = 0
     for ch in line:
@@ -127,6 +147,43 @@ def parse_result_line(text: str) -> TestCase | None:
                     directive=directive, reason=reason)
 
 
+def _is_tap(text: str) -> bool:
+    """Is this (stripped) line TAP structure rather than a diagnostic?"""
+    return bool(_VERSION.match(text) or _PLAN.match(text) or _SUBTEST.match(text)
+                or _BAIL.match(text) or parse_result_line(text) is not None)
+
+
+def _diagnostic(text: str) -> str:
+    return text[1:].strip() if text.startswith("#") else text
+
+
+def _block_resumes(lines: list[str], i: int, indent: int) -> int | None:
+    """Lines from `i` are less indented than the block at `indent`. If they are
+    non-TAP lines followed by a line at the block's indentation or deeper, the
+    block carries on there: return that line's index. Else None (the block ends)."""
+    j = i
+    while j < len(lines):
+        raw = lines[j].rstrip("\r\n")
+        if raw.strip():
+            if _indent(raw) >= indent:
+                return j
+            if _is_tap(raw.strip()):
+                return None
+        j += 1
+    return None
+
+
+def _noise_end(lines: list[str], i: int, indent: int) -> int:
+    """Index of the first TAP line, or line less indented than `indent`, from `i`."""
+    j = i
+    while j < len(lines):
+        raw = lines[j].rstrip("\r\n")
+        if raw.strip() and (_is_tap(raw.strip()) or _indent(raw) < indent):
+            break
+        j += 1
+    return j
+
+
 def _finish(group: TestGroup, pending: TestGroup | None) -> None:
     if pending is not None:
         _attach_orphan(group, pending)
@@ -164,10 +221,11 @@ def _is_duplicate(group: TestGroup, case: TestCase) -> bool:
     return False
 
 
-def _parse_block(lines: list[str], i: int, indent: int) -> tuple[TestGroup, int]:
+def _parse_block(lines: list[str], i: int, indent: int,
+                 diags: list[str] | None = None) -> tuple[TestGroup, int]:
     group = TestGroup()
     pending: TestGroup | None = None  # nested block waiting for its parent's result line
-    diags: list[str] = []
+    diags = [] if diags is None else diags
     while i < len(lines):
         raw = lines[i].rstrip("\r\n")
         if not raw.strip():
@@ -175,11 +233,30 @@ def _parse_block(lines: list[str], i: int, indent: int) -> tuple[TestGroup, int]
             continue
         width = _indent(raw)
         if width < indent:
-            break
+            resume = _block_resumes(lines, i, indent)
+            if resume is None:
+                break
+            # non-TAP lines interrupting this block: its diagnostics
+            diags.extend(_diagnostic(ln.strip()) for ln in lines[i:resume] if ln.strip())
+            i = resume
+            continue
         if width > indent:
+            if not _is_tap(raw.strip()):
+                # non-TAP lines indented deeper: the start of a nested block only if a
+                # deeper TAP line follows them, else this block's diagnostics
+                j = _noise_end(lines, i, indent)
+                noise = [_diagnostic(ln.strip()) for ln in lines[i:j] if ln.strip()]
+                nxt = lines[j].rstrip("\r\n") if j < len(lines) else ""
+                if not (nxt.strip() and _indent(nxt) > indent and _is_tap(nxt.strip())):
+                    diags.extend(noise)
+                    i = j
+                    continue
+                i, width = j, _indent(nxt)
+            else:
+                noise = []
             if pending is not None:
                 _attach_orphan(group, pending)
-            pending, i = _parse_block(lines, i, width)
+            pending, i = _parse_block(lines, i, width, noise)
             continue
         text = raw.strip()
         i += 1
@@ -207,16 +284,74 @@ def _parse_block(lines: list[str], i: int, indent: int) -> tuple[TestGroup, int]
                 continue
             group.tests.append(case)
         else:
-            diags.append(text[1:].strip() if text.startswith("#") else text)
+            diags.append(_diagnostic(text))
     group.diagnostics.extend(diags)
     _finish(group, pending)
     return group, i
 
 
+def _document_start(lines: list[str]) -> tuple[int, str] | None:
+    """(index, prefix) of the version line that starts a prefixed or preceded
+    document, None when the text is to be parsed from its first line as it is."""
+    for n, line in enumerate(lines):
+        m = _PREFIXED_VERSION.search(line.rstrip("\r\n"))
+        if m:
+            prefix = line[:m.start()]
+            if prefix.strip().startswith("#"):
+                continue              # a version line in a comment: not ours
+            if n == 0 and not prefix:
+                return None           # the ordinary case
+            if not prefix.strip() and _less_indented_tap(lines[n + 1:], prefix):
+                return None           # a nested block's version line, not a prefix
+            return n, prefix
+        text = line.strip()
+        if _PLAN.match(text) or parse_result_line(text) is not None:
+            return None               # TAP before any version line
+    return None
+
+
+def _less_indented_tap(lines: list[str], prefix: str) -> bool:
+    return any(_is_tap(ln.strip()) and not ln.startswith(prefix) for ln in lines if ln.strip())
+
+
+def _prefix_shape(prefix: str) -> re.Pattern[str]:
+    """A pattern for lines carrying the same kind of prefix as `prefix`: digit runs
+    may differ (timestamps, thread ids), and so may the padding inside it."""
+    core = prefix.rstrip()
+    parts = []
+    for tok in re.finditer(r"\d+|\s+|.", core):
+        t = tok.group()
+        if t[0].isdigit():
+            parts.append(r"\d+")
+        elif t[0].isspace():
+            parts.append(r"\s*")
+        else:
+            parts.append(re.escape(t))
+    tail = re.escape(prefix[len(core):])
+    return re.compile("".join(parts) + (f"(?:{tail}|\\s*$)" if tail else ""))
+
+
+def _strip_prefix(lines: list[str], prefix: str) -> list[str]:
+    shape = _prefix_shape(prefix)
+    out = []
+    for line in lines:
+        m = shape.match(line)
+        out.append(line[m.end():] if m else line)
+    return out
+
+
 def parse(text: str) -> TestGroup:
-    """Parse one TAP/KTAP document (the output of one test program)."""
+    """Parse one TAP/KTAP document (the output of one test program, or a kernel log
+    with KUnit's KTAP in it)."""
     lines = text.splitlines()
-    group, i = _parse_block(lines, 0, 0)
+    start = _document_start(lines)
+    if start is None:
+        group, i = _parse_block(lines, 0, 0)
+    else:
+        n, prefix = start
+        lead = [_diagnostic(ln.strip()) for ln in lines[:n] if ln.strip()]
+        lines = lines[:n] + _strip_prefix(lines[n:], prefix)
+        group, i = _parse_block(lines, n, 0, lead)
     # Lines indented less than the first line cannot happen at indent 0; a
     # document whose first line is indented is parsed as one nested block.
     if i < len(lines):

@@ -186,3 +186,111 @@ def test_real_test_kmem_6_1_diagnostics_before_failure():
     percpu = g.tests[-1]
     assert percpu.name == "test_percpu_basic" and percpu.status == Status.FAIL
     assert percpu.diagnostics == ["memory.current 0", "percpu 0"]
+
+
+# ---- KUnit-style output: non-TAP lines inside nested blocks, kernel log prefixes ----
+# (the kernel's own corpus is in tests/test_ktap_kunit_corpus.py)
+
+KUNIT_INIT_SUITE = """\
+TAP version 14
+1..1
+\t# Subtest: example
+\t1..2
+init_suite
+\t# example_simple_test: initializing
+\tok 1 - example_simple_test
+\tok 2 - example_mock_test
+kunit example: all tests passed
+ok 1 - example
+"""
+
+
+def test_unindented_line_inside_a_nested_block_does_not_end_it():
+    g = ktap.parse(KUNIT_INIT_SUITE)
+    assert not g.incomplete and g.problems == []
+    assert names(g) == ["example"] and g.tests[0].status == Status.PASS
+    assert names(g.tests[0].subtests) == ["example_simple_test", "example_mock_test"]
+    assert g.tests[0].subtests.tests[0].diagnostics == [
+        "init_suite", "example_simple_test: initializing"]
+    # a line after the block's last result, before the parent's result, is the parent's
+    assert g.tests[0].diagnostics == ["kunit example: all tests passed"]
+
+
+def test_unindented_noise_then_a_parent_result_still_ends_the_block():
+    g = ktap.parse("1..1\n    1..1\n    ok 1 a\nsegfault\nnot ok 1 outer\n")
+    assert not g.incomplete and names(g) == ["outer"] and names(g.tests[0].subtests) == ["a"]
+    assert g.tests[0].diagnostics == ["segfault"]
+
+
+def test_crash_inside_a_nested_block_is_still_incomplete():
+    g = ktap.parse("TAP version 14\n1..1\n\t# Subtest: s\n\t1..3\n\tok 1 a\n"
+                   "\tKernel panic - not syncing\nCPU: 0 PID: 1\n 602086f8 601bc260\n")
+    assert g.incomplete and names(g) == ["s"] and g.tests[0].status == Status.ERROR
+
+
+def test_deeper_noise_before_a_subtest_header_belongs_to_the_subtest():
+    g = ktap.parse("TAP version 14\n1..2\nok 1 - first\n foo bar \t# non-kunit output\n"
+                   "\t# Subtest: second\n\t1..1\n\tok 1 - inner\nok 2 - second\n")
+    assert not g.incomplete and names(g) == ["first", "second"]
+    assert names(g.tests[1].subtests) == ["inner"]
+
+
+def test_indented_noise_between_results_is_the_next_results_diagnostics():
+    g = ktap.parse("ok 1 a\n    at some_function+0x10\nnot ok 2 b\n")
+    assert names(g) == ["a", "b"] and g.tests[1].subtests is None
+    assert g.tests[1].diagnostics == ["at some_function+0x10"]
+
+
+PRINTK = """\
+[    0.050000] Linux version 6.1.0
+[    0.051000] ok 7 is not a result before the version line
+[    0.060000][    T1] TAP version 14
+[    0.060000][    T1] 1..1
+[    0.060000][    T1] \t# Subtest: suite
+[    0.060000][    T1] \t1..2
+[    0.061000][    T1] \tok 1 - case_1
+[    0.061000][    T1] random: crng init done
+[  123.456789][   T12] \tnot ok 2 - case_2
+[  123.456790][   T12] not ok 1 - suite
+[  123.456790][   T12]
+[  123.500000][   T12] List of all partitions:
+"""
+
+
+def test_kernel_log_prefixes_are_removed_from_the_version_line_on():
+    g = ktap.parse(PRINTK)
+    assert g.version == "TAP 14" and g.plan == 1 and not g.incomplete
+    suite = g.tests[0]
+    assert (suite.name, suite.status) == ("suite", Status.FAIL)
+    assert [(c.name, c.status) for c in suite.subtests.tests] == [
+        ("case_1", Status.PASS), ("case_2", Status.FAIL)]
+    assert suite.subtests.tests[1].diagnostics == ["random: crng init done"]
+    # lines before the version line are diagnostics, never results
+    assert suite.diagnostics[:2] == ["[    0.050000] Linux version 6.1.0",
+                                     "[    0.051000] ok 7 is not a result before the version line"]
+    assert g.diagnostics == ["List of all partitions:"]
+
+
+def test_a_space_before_every_line_is_a_prefix():
+    g = ktap.parse(" TAP version 14\n 1..1\n \t# Subtest: s\n \t1..1\n \tok 1 - c\n"
+                   "  stray\n ok 1 - s\n")
+    assert not g.incomplete and names(g) == ["s"] and names(g.tests[0].subtests) == ["c"]
+
+
+def test_indented_first_version_line_of_a_nested_block_is_not_a_prefix():
+    g = ktap.parse("  KTAP version 1\n  1..1\n  ok 1 inner\nok 1 outer\n")
+    assert names(g) == ["outer"] and names(g.tests[0].subtests) == ["inner"]
+
+
+def test_version_line_in_a_comment_is_not_the_document_start():
+    # kselftest's runner prints a nested program's TAP as "# " comments
+    g = ktap.parse("TAP version 13\n1..1\n# selftests: x: y\n# TAP version 13\n# 1..1\n"
+                   "# ok 1 inner\nok 1 selftests: x: y\n")
+    assert names(g) == ["selftests: x: y"] and g.tests[0].subtests is None
+    g = ktap.parse("# TAP version 13\n# 1..1\n# ok 1 inner\nok 1 outer\n")
+    assert names(g) == ["outer"]
+
+
+def test_results_before_a_version_line_parse_as_before():
+    g = ktap.parse("ok 1 a\n[ 1.0] TAP version 13\nok 2 b\n")
+    assert names(g) == ["a", "b"]
