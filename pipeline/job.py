@@ -13,15 +13,17 @@ import argparse
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from . import safeyaml
 from .errors import BadInput
 
+T = TypeVar("T")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JOB = Path(__file__).resolve().parent / "data" / "default-job.yaml"
 ACCELS = ("auto", "kvm", "tcg")
@@ -91,47 +93,96 @@ class Job:
 
 # --- YAML with line numbers -------------------------------------------------------------------
 
-def _key_lines(node: yaml.Node, path: str, lines: dict[str, int]) -> None:
-    """Map each dotted key path of the document to its 1-based line."""
+def _key_lines(node: yaml.Node, path: str, lines: dict[str, int],
+               columns: dict[str, int] | None = None) -> None:
+    """Map each dotted key path of the document to its 1-based line (and its 0-based column,
+    into `columns`, which orders two problems on one line)."""
+    cols: dict[str, int] = {} if columns is None else columns
     lines.setdefault(path, node.start_mark.line + 1)
+    cols.setdefault(path, node.start_mark.column)
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             sub = f"{path}.{key.value}" if path else str(key.value)
-            lines[sub] = key.start_mark.line + 1
-            _key_lines(value, sub, lines)
+            lines[sub], cols[sub] = key.start_mark.line + 1, key.start_mark.column
+            _key_lines(value, sub, lines, cols)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             sub = f"{path}[{index}]"
-            lines[sub] = item.start_mark.line + 1
-            _key_lines(item, sub, lines)
+            lines[sub], cols[sub] = item.start_mark.line + 1, item.start_mark.column
+            _key_lines(item, sub, lines, cols)
+
+
+def _load_yaml_positions(path: Path) -> tuple[Any, dict[str, int], dict[str, int]]:
+    """The job file's data and the line and column of every dotted key; BadInput for a file
+    that is not UTF-8, too big, malformed, or an alias bomb (see pipeline.safeyaml: checked
+    before any Python object is built)."""
+    data, node = safeyaml.load(path, "job file")
+    lines: dict[str, int] = {}
+    columns: dict[str, int] = {}
+    if node is not None:
+        _key_lines(node, "", lines, columns)
+    return data, lines, columns
 
 
 def _load_yaml(path: Path) -> tuple[Any, dict[str, int]]:
-    """The job file's data and the line of every dotted key; BadInput for a file that is not
-    UTF-8, too big, malformed, or an alias bomb (see pipeline.safeyaml: checked before any
-    Python object is built)."""
-    data, node = safeyaml.load(path, "job file")
-    lines: dict[str, int] = {}
-    if node is not None:
-        _key_lines(node, "", lines)
+    """The job file's data and the line of every dotted key (see _load_yaml_positions)."""
+    data, lines, _ = _load_yaml_positions(path)
     return data, lines
 
 
 # --- validation -------------------------------------------------------------------------------
 
+class _Problem(BadInput):
+    """One validation error, with where it is: (line, column); (0, 0) for the whole file."""
+
+    def __init__(self, message: str, where: tuple[int, int]) -> None:
+        super().__init__(message)
+        self.where = where
+
+
 @dataclass
 class _Checker:
-    """Type checks that raise BadInput naming file, key and line."""
+    """Type checks that raise BadInput naming file, key and line.
+
+    With `collect`, the checks that look at several keys or items (`mapping`, `items`,
+    `strings`) record each problem instead of raising it, and `attempt` runs one check,
+    recording its error and returning a default; `raise_collected` then raises one BadInput
+    with every problem, one `file:line: key: problem` per line in file order."""
 
     file: Path
     lines: dict[str, int]
+    collect: bool = False
+    columns: dict[str, int] = field(default_factory=dict)
+    problems: list[_Problem] = field(default_factory=list)
 
     def fail(self, key: str, problem: str) -> BadInput:
         line = self.lines.get(key)
         where = f"{self.file}:{line}" if line else str(self.file)
-        return BadInput(f"{where}: {key}: {problem}" if key else f"{where}: {problem}")
+        return _Problem(f"{where}: {key}: {problem}" if key else f"{where}: {problem}",
+                        (line or 0, self.columns.get(key, 0) if line else 0))
+
+    def report(self, error: BadInput) -> None:
+        """Record `error` (collect mode) or raise it."""
+        if not self.collect:
+            raise error
+        self.problems.append(error if isinstance(error, _Problem)
+                             else _Problem(error.message, (0, 0)))
+
+    def attempt(self, check: Callable[..., T], *args: Any, default: T) -> T:
+        """`check(*args)`; in collect mode its BadInput is recorded and `default` returned."""
+        try:
+            return check(*args)
+        except BadInput as exc:
+            self.report(exc)
+            return default
+
+    def raise_collected(self) -> None:
+        if self.problems:
+            ordered = sorted(self.problems, key=lambda p: p.where)  # stable: same key, order seen
+            raise BadInput("\n".join(p.message for p in ordered))
 
     def mapping(self, value: Any, key: str, allowed: set[str]) -> dict[str, Any]:
+        """The mapping's allowed keys (each unknown key is a problem)."""
         if value is None:
             return {}
         if not isinstance(value, dict):
@@ -139,8 +190,9 @@ class _Checker:
         for name in value:
             if name not in allowed:
                 sub = f"{key}.{name}" if key else str(name)
-                raise self.fail(sub, f"unknown key (allowed: {', '.join(sorted(allowed))})")
-        return value
+                self.report(self.fail(sub, f"unknown key (allowed: "
+                                           f"{', '.join(sorted(allowed))})"))
+        return {k: v for k, v in value.items() if k in allowed}
 
     def string(self, value: Any, key: str) -> str:
         if not isinstance(value, str) or not value:
@@ -174,12 +226,21 @@ class _Checker:
             raise self.fail(key, f"must be a whole number >= 0, not {value!r}")
         return value
 
-    def strings(self, value: Any, key: str) -> list[str]:
+    def items(self, value: Any, key: str) -> list[tuple[int, str]]:
+        """(index, string) of each valid item of a list of strings (each other is a problem)."""
         if value is None:
             return []
         if not isinstance(value, list):
             raise self.fail(key, f"must be a list, not {_type(value)}")
-        return [self.string(item, f"{key}[{i}]") for i, item in enumerate(value)]
+        out = []
+        for i, item in enumerate(value):
+            text = self.attempt(self.string, item, f"{key}[{i}]", default=None)
+            if text is not None:
+                out.append((i, text))
+        return out
+
+    def strings(self, value: Any, key: str) -> list[str]:
+        return [text for _, text in self.items(value, key)]
 
     def existing(self, value: str, key: str, base: Path, kind: str) -> Path:
         try:
@@ -197,11 +258,14 @@ class _Checker:
 def _kernel_words(check: _Checker, value: Any, key: str = "qemu.kernel_args") -> list[str]:
     """Kernel command line words: the kernel splits its command line at white space, so a
     word with a space (or a control character) would silently become two parameters."""
-    words = check.strings(value, key)
-    for i, word in enumerate(words):
+    words = []
+    for i, word in check.items(value, key):
         if any(c.isspace() or not c.isprintable() for c in word):
-            raise check.fail(f"{key}[{i}]", f"{word!r} contains white space or a "
-                             "control character: give each kernel parameter as its own item")
+            check.report(check.fail(f"{key}[{i}]", f"{word!r} contains white space or a "
+                                    "control character: give each kernel parameter as its "
+                                    "own item"))
+        else:
+            words.append(word)
     return words
 
 
@@ -280,127 +344,189 @@ def normalize_series_spec(spec: str | None, base: Path) -> str | None:
 
 
 def load_job(path: Path | None = None) -> Job:
-    """Load and validate a job file (None: the embedded default job)."""
+    """Load and validate a job file (None: the embedded default job). Every problem found is
+    reported at once: one BadInput, one `file:line: key: problem` per line, in file order."""
     if path is None:
         file, base = DEFAULT_JOB, PROJECT_ROOT
     else:
         file = path.expanduser().resolve()
         base = file.parent
     utf8_path(file, "job file")
-    data, lines = _load_yaml(file)
-    check = _Checker(file, lines)
-    top = check.mapping(data, "", _TOP_KEYS)
+    data, lines, columns = _load_yaml_positions(file)
+    check = _Checker(file, lines, collect=True, columns=columns)
+    job = _validate(check, data, file, base)
+    check.raise_collected()
+    return job
 
-    tree = "" if top.get("tree") is None else check.string(top["tree"], "tree")
-    if tree:
+
+def _validate(check: _Checker, data: Any, file: Path, base: Path) -> Job:
+    """The Job of `data`; each problem is recorded in `check` and a default used in its place
+    (the Job is then thrown away: `check.raise_collected()`)."""
+    top = check.attempt(check.mapping, data, "", _TOP_KEYS, default={})
+
+    def spec(normalize: Callable[[str, Path], str | None], value: str | None, key: str) -> Any:
         try:
-            tree = normalize_tree_spec(tree, base)
+            return normalize(value, base)
         except ValueError as exc:
-            raise check.fail("tree", str(exc)) from None
-    series_raw = check.opt_string(top.get("series"), "series")
-    try:
-        series = normalize_series_spec(series_raw, base)
-    except ValueError as exc:
-        raise check.fail("series", str(exc)) from None
+            raise check.fail(key, str(exc)) from None
 
-    kconfig = [check.existing(v, f"kconfig[{i}]", base, "fragment")
-               for i, v in enumerate(check.strings(top.get("kconfig"), "kconfig"))]
-    tests = [check.existing(v, f"tests[{i}]", base, "test path")
-             for i, v in enumerate(check.strings(top.get("tests"), "tests"))]
+    tree = "" if top.get("tree") is None else check.attempt(check.string, top["tree"], "tree",
+                                                              default="")
+    if tree:
+        tree = check.attempt(spec, normalize_tree_spec, tree, "tree", default="")
+    series_raw = check.attempt(check.opt_string, top.get("series"), "series", default=None)
+    series = check.attempt(spec, normalize_series_spec, series_raw, "series", default=None)
+
+    def paths(key: str, kind: str, value: Any) -> list[Path]:
+        found = []
+        for i, v in check.attempt(check.items, value, key, default=[]):
+            p = check.attempt(check.existing, v, f"{key}[{i}]", base, kind, default=None)
+            if p is not None:
+                found.append(p)
+        return found
+
+    kconfig = paths("kconfig", "fragment", top.get("kconfig"))
+    tests = paths("tests", "test path", top.get("tests"))
 
     variants: list[Variant] = []
+    names: list[str] = []       # every variant name given, also of a variant with problems
     raw_variants = top.get("variants")
     if raw_variants is None:
         variants = [Variant("default")]
+        names = ["default"]
     elif not isinstance(raw_variants, list) or not raw_variants:
-        raise check.fail("variants", "must be a non-empty list of {name: ...} mappings")
+        check.report(check.fail("variants", "must be a non-empty list of {name: ...} mappings"))
     else:
         for i, raw in enumerate(raw_variants):
             key = f"variants[{i}]"
-            item = check.mapping(raw, key, _VARIANT_KEYS)
-            if "name" not in item:
-                raise check.fail(key, "missing key 'name'")
-            name = check.string(item["name"], f"{key}.name")
-            if not _NAME_RE.match(name):
-                raise check.fail(f"{key}.name", f"{name!r}: use letters, digits, '.', '_', '-'")
-            if any(v.name == name for v in variants):
-                raise check.fail(f"{key}.name", f"duplicate variant name {name!r}")
-            extra = [check.existing(v, f"{key}.kconfig_extra[{j}]", base, "fragment")
-                     for j, v in enumerate(check.strings(item.get("kconfig_extra"),
-                                                         f"{key}.kconfig_extra"))]
+            item = check.attempt(check.mapping, raw, key, _VARIANT_KEYS, default=None)
+            if item is None:
+                continue
+            name = _variant_name(check, item, key, names)
+            if name is None:
+                continue
+            names.append(name)
             variants.append(Variant(
                 name=name,
-                series=check.boolean(item.get("series", True), f"{key}.series"),
-                kconfig_extra=extra,
-                timeout_scale=check.number(item.get("timeout_scale", 1.0),
-                                           f"{key}.timeout_scale"),
+                series=check.attempt(check.boolean, item.get("series", True), f"{key}.series",
+                                     default=True),
+                kconfig_extra=paths(f"{key}.kconfig_extra", "fragment",
+                                    item.get("kconfig_extra")),
+                timeout_scale=check.attempt(check.number, item.get("timeout_scale", 1.0),
+                                            f"{key}.timeout_scale", default=1.0),
                 kernel_args=_kernel_words(check, item.get("kernel_args"), f"{key}.kernel_args"),
-                optional=check.boolean(item.get("optional", False), f"{key}.optional")))
+                optional=check.attempt(check.boolean, item.get("optional", False),
+                                       f"{key}.optional", default=False)))
 
-    raw_q = check.mapping(top.get("qemu"), "qemu", _QEMU_KEYS)
-    defaults_q = QemuSettings()
-    memory = raw_q.get("memory", defaults_q.memory)
-    if isinstance(memory, int) and not isinstance(memory, bool):
-        memory = str(memory)  # QEMU reads a bare number as MiB
-    accel = check.string(raw_q.get("accel", defaults_q.accel), "qemu.accel")
-    if accel not in ACCELS:
-        raise check.fail("qemu.accel", f"{accel!r}: must be one of {', '.join(ACCELS)}")
-    qemu = QemuSettings(
-        memory=check.string(memory, "qemu.memory"),
-        smp=check.integer(raw_q.get("smp", defaults_q.smp), "qemu.smp"),
-        accel=accel,
-        kernel_args=_kernel_words(check, raw_q.get("kernel_args")),
-        qemu_args=check.strings(raw_q.get("qemu_args"), "qemu.qemu_args"),
-        root=_guest_root(check, raw_q.get("root"), base))
+    qemu = _qemu(check, check.attempt(check.mapping, top.get("qemu"), "qemu", _QEMU_KEYS,
+                                      default={}), base)
 
-    raw_t = check.mapping(top.get("timeouts"), "timeouts", _TIMEOUT_KEYS)
+    raw_t = check.attempt(check.mapping, top.get("timeouts"), "timeouts", _TIMEOUT_KEYS,
+                          default={})
     dt = Timeouts()
-    timeouts = Timeouts(**{k: check.number(raw_t.get(k, getattr(dt, k)), f"timeouts.{k}")
-                           for k in _TIMEOUT_KEYS})
+    timeouts = Timeouts(**{k: check.attempt(check.number, raw_t.get(k, getattr(dt, k)),
+                                            f"timeouts.{k}", default=getattr(dt, k))
+                           for k in sorted(_TIMEOUT_KEYS)})
 
-    raw_k = check.mapping(top.get("kselftest"), "kselftest", _KSELFTEST_KEYS)
-    dk = KselftestSettings()
-    kselftest = KselftestSettings(
-        enabled=check.boolean(raw_k.get("enabled", dk.enabled), "kselftest.enabled"),
-        targets=check.strings(raw_k.get("targets", dk.targets), "kselftest.targets"),
-        variants=check.strings(raw_k.get("variants", dk.variants), "kselftest.variants"),
-        timeout_scale=check.number(raw_k.get("timeout_scale", dk.timeout_scale),
-                                   "kselftest.timeout_scale"),
-        retries=check.count(raw_k.get("retries", dk.retries), "kselftest.retries"),
-        alpha=check.number(raw_k.get("alpha", dk.alpha), "kselftest.alpha"),
-        rerun_budget=check.number(raw_k.get("rerun_budget", dk.rerun_budget),
-                                  "kselftest.rerun_budget"))
-    if kselftest.alpha >= 0.5:
-        raise check.fail("kselftest.alpha", f"must be below 0.5, not {kselftest.alpha!r}")
-    for i, target in enumerate(kselftest.targets):
-        if not _SELFTEST_RE.match(target):
-            raise check.fail(f"kselftest.targets[{i}]", f"{target!r}: a folder name under "
-                             "tools/testing/selftests/ (letters, digits, '_', '-', '/')")
-    for i, name in enumerate(kselftest.variants if "variants" in raw_k else []):
-        if not any(v.name == name for v in variants):
-            raise check.fail(f"kselftest.variants[{i}]", f"no variant named {name!r}")
+    kselftest = _kselftest(check, check.attempt(check.mapping, top.get("kselftest"), "kselftest",
+                                                _KSELFTEST_KEYS, default={}), names)
 
-    out_raw = check.opt_string(top.get("out"), "out")
-    cache_raw = check.opt_string(top.get("cache_dir"), "cache_dir")
-    sha = check.opt_string(top.get("tree_sha256"), "tree_sha256")
+    out_raw = check.attempt(check.opt_string, top.get("out"), "out", default=None)
+    cache_raw = check.attempt(check.opt_string, top.get("cache_dir"), "cache_dir", default=None)
+    sha = check.attempt(check.opt_string, top.get("tree_sha256"), "tree_sha256", default=None)
     if sha is not None:
-        if not re.fullmatch(r"[0-9a-fA-F]{64}", sha):
-            raise check.fail("tree_sha256", "must be 64 hexadecimal digits")
-        sha = sha.lower()
+        if re.fullmatch(r"[0-9a-fA-F]{64}", sha):
+            sha = sha.lower()
+        else:
+            check.report(check.fail("tree_sha256", "must be 64 hexadecimal digits"))
 
-    base_config = check.string(top.get("base_config", "tinyconfig"), "base_config")
+    base_config = check.attempt(check.string, top.get("base_config", "tinyconfig"),
+                                "base_config", default="tinyconfig")
     if not _CONFIG_TARGET_RE.match(base_config):
-        raise check.fail("base_config", f"{base_config!r}: must be a make config target such "
-                                        "as tinyconfig, defconfig or x86_64_defconfig")
-    insecure = check.boolean(top.get("tree_insecure_http", False), "tree_insecure_http")
+        check.report(check.fail("base_config", f"{base_config!r}: must be a make config target "
+                                               "such as tinyconfig, defconfig or "
+                                               "x86_64_defconfig"))
+    insecure = check.attempt(check.boolean, top.get("tree_insecure_http", False),
+                             "tree_insecure_http", default=False)
 
     return Job(
         source=file, tree=tree, series=series, base_config=base_config,
         tree_insecure_http=insecure,
-        kconfig=kconfig, tests=tests, variants=variants, qemu=qemu, timeouts=timeouts,
+        kconfig=kconfig, tests=tests, variants=variants or [Variant("default")], qemu=qemu,
+        timeouts=timeouts,
         out=(base / out_raw).resolve() if out_raw else Path.cwd() / "out",
         cache_dir=(base / cache_raw).resolve() if cache_raw else None,
         tree_sha256=sha, kselftest=kselftest)
+
+
+def _variant_name(check: _Checker, item: dict[str, Any], key: str,
+                  seen: list[str]) -> str | None:
+    if "name" not in item:
+        check.report(check.fail(key, "missing key 'name'"))
+        return None
+    name = check.attempt(check.string, item["name"], f"{key}.name", default=None)
+    if name is None:
+        return None
+    if not _NAME_RE.match(name):
+        check.report(check.fail(f"{key}.name", f"{name!r}: use letters, digits, '.', '_', '-'"))
+        return None
+    if name in seen:
+        check.report(check.fail(f"{key}.name", f"duplicate variant name {name!r}"))
+        return None
+    return name
+
+
+def _qemu(check: _Checker, raw_q: dict[str, Any], base: Path) -> QemuSettings:
+    defaults_q = QemuSettings()
+    memory = raw_q.get("memory", defaults_q.memory)
+    if isinstance(memory, int) and not isinstance(memory, bool):
+        memory = str(memory)  # QEMU reads a bare number as MiB
+    accel = check.attempt(check.string, raw_q.get("accel", defaults_q.accel), "qemu.accel",
+                          default=defaults_q.accel)
+    if accel not in ACCELS:
+        check.report(check.fail("qemu.accel", f"{accel!r}: must be one of {', '.join(ACCELS)}"))
+        accel = defaults_q.accel
+    return QemuSettings(
+        memory=check.attempt(check.string, memory, "qemu.memory", default=defaults_q.memory),
+        smp=check.attempt(check.integer, raw_q.get("smp", defaults_q.smp), "qemu.smp",
+                          default=defaults_q.smp),
+        accel=accel,
+        kernel_args=_kernel_words(check, raw_q.get("kernel_args")),
+        qemu_args=check.attempt(check.strings, raw_q.get("qemu_args"), "qemu.qemu_args",
+                                default=[]),
+        root=check.attempt(_guest_root, check, raw_q.get("root"), base, default=None))
+
+
+def _kselftest(check: _Checker, raw_k: dict[str, Any], variant_names: list[str]
+               ) -> KselftestSettings:
+    dk = KselftestSettings()
+
+    def get(name: str, kind: Callable[[Any, str], T]) -> T:
+        return check.attempt(kind, raw_k.get(name, getattr(dk, name)), f"kselftest.{name}",
+                             default=getattr(dk, name))
+
+    targets = []
+    for i, target in check.attempt(check.items, raw_k.get("targets", dk.targets),
+                                   "kselftest.targets", default=[]):
+        if _SELFTEST_RE.match(target):
+            targets.append(target)
+        else:
+            check.report(check.fail(f"kselftest.targets[{i}]", f"{target!r}: a folder name "
+                                    "under tools/testing/selftests/ (letters, digits, '_', "
+                                    "'-', '/')"))
+    variants = []
+    for i, name in check.attempt(check.items, raw_k.get("variants", dk.variants),
+                                 "kselftest.variants", default=[]):
+        if "variants" in raw_k and name not in variant_names:
+            check.report(check.fail(f"kselftest.variants[{i}]", f"no variant named {name!r}"))
+        variants.append(name)
+    alpha = get("alpha", check.number)
+    if alpha >= 0.5:
+        check.report(check.fail("kselftest.alpha", f"must be below 0.5, not {alpha!r}"))
+    return KselftestSettings(
+        enabled=get("enabled", check.boolean), targets=targets, variants=variants,
+        timeout_scale=get("timeout_scale", check.number), retries=get("retries", check.count),
+        alpha=alpha, rerun_budget=get("rerun_budget", check.number))
 
 
 @dataclass(frozen=True)

@@ -192,3 +192,69 @@ def test_optional_variants_run_only_when_named(tmp_path):
     with pytest.raises(BadInput, match=r"variants\[0\]\.optional"):
         load_job(write_job(tmp_path, "tree: debian:6.1\nvariants:\n"
                                      "  - {name: v, optional: maybe}\n"))
+
+
+# ---- every problem at once ----
+
+MANY_ERRORS = """\
+tree: debian:6.1
+colour: blue
+kconfig: [frag.config, missing.config, 7]
+variants:
+  - name: a
+    series: maybe
+    bogus: 1
+  - name: a
+qemu: {memory: 2G, smp: many, accel: xen}
+timeouts:
+  boot: -1
+  total: inf
+kselftest: {enabled: yes-please, variants: [a, zz], alpha: 0.7}
+base_config: "O=/etc"
+"""
+
+
+def test_every_validation_error_is_reported_at_once_in_file_order(tmp_path):
+    path = write_job(tmp_path, MANY_ERRORS)
+    with pytest.raises(BadInput) as err:
+        load_job(path)
+    assert err.value.exit_code == 2
+    lines = str(err.value).splitlines()
+    keys = [line.split(": ", 2)[:2] for line in lines]
+    assert keys == [
+        [f"{path}:2", "colour"],
+        [f"{path}:3", "kconfig[1]"],
+        [f"{path}:3", "kconfig[2]"],
+        [f"{path}:6", "variants[0].series"],
+        [f"{path}:7", "variants[0].bogus"],
+        [f"{path}:8", "variants[1].name"],
+        [f"{path}:9", "qemu.smp"],
+        [f"{path}:9", "qemu.accel"],
+        [f"{path}:11", "timeouts.boot"],
+        [f"{path}:12", "timeouts.total"],
+        [f"{path}:13", "kselftest.enabled"],
+        [f"{path}:13", "kselftest.variants[1]"],
+        [f"{path}:13", "kselftest.alpha"],
+        [f"{path}:14", "base_config"],
+    ], "\n".join(lines)
+    assert "unknown key" in lines[0] and "missing.config" in lines[1]
+    assert "does not exist" in lines[1] and "must be a non-empty string" in lines[2]
+    assert "duplicate variant name 'a'" in lines[5] and "no variant named 'zz'" in lines[11]
+
+
+def test_one_error_keeps_the_one_line_message(tmp_path):
+    path = write_job(tmp_path, GOOD + "colour: blue\n")
+    with pytest.raises(BadInput) as err:
+        load_job(path)
+    assert str(err.value) == (f"{path}:14: colour: unknown key (allowed: "
+                              "base_config, cache_dir, kconfig, kselftest, matrix, out, qemu, "
+                              "series, tests, timeouts, tree, tree_insecure_http, tree_sha256, "
+                              "variants)")
+
+
+def test_a_section_of_the_wrong_type_does_not_hide_the_others(tmp_path):
+    path = write_job(tmp_path, "tree: debian:6.1\nqemu: [1]\ntimeouts: {boot: 0}\nvariants: {}\n")
+    with pytest.raises(BadInput) as err:
+        load_job(path)
+    assert [line.split(": ", 2)[1] for line in str(err.value).splitlines()] == [
+        "qemu", "timeouts.boot", "variants"]
