@@ -22,11 +22,19 @@ engine does (a GitLab child pipeline, a GitHub Actions matrix).
       image: debian:12                         # optional: GitLab job image (default debian:12)
       tags: [kvm]                              # optional: GitLab runner tags
       runs_on: ubuntu-latest                   # optional: GitHub runs-on
+      container_options: --device /dev/kvm     # optional: GitHub container options
       timeout_minutes: 90                      # optional
 
 A relative ccache_dir is inside the checkout, so the CI engine's own cache (GitLab `cache:`,
 GitHub `actions/cache`) carries it between runs; an absolute one is a folder the runners share
 (an NFS mount, a volume), passed as CCACHE_DIR.
+
+The GitHub jobs run in a container (`image`) that gets the host's /dev/kvm
+(`container_options` defaults to `--device /dev/kvm`, or to nothing with `accel: tcg`): with
+`accel: auto` the pipeline probes KVM in the guest's QEMU and falls back to TCG on its own.
+A runner without /dev/kvm cannot start a container that asks for it: give such runners
+`accel: tcg` or `container_options: ""`. GitLab passes devices in the runner's own
+configuration (`devices = ["/dev/kvm"]` under `[runners.docker]`), not in the pipeline.
 """
 
 from __future__ import annotations
@@ -57,10 +65,12 @@ from .job import (
 
 Logger = Callable[[str], None]
 _MATRIX_KEYS = {"trees", "series", "kconfig", "variants", "exclude", "ccache_dir", "cache_dir",
-                "accel", "setup", "pipeline", "tags", "runs_on", "timeout_minutes", "image"}
+                "accel", "setup", "pipeline", "tags", "runs_on", "timeout_minutes", "image",
+                "container_options"}
 _EXCLUDE_KEYS = {"tree", "series", "kconfig"}
 DEFAULT_SETUP = ["bash ci/setup.sh"]
 DEFAULT_PIPELINE = ".venv/bin/pipeline"
+KVM_DEVICE = "--device /dev/kvm"
 OUT = "out"
 
 
@@ -87,6 +97,7 @@ class Matrix:
     image: str = "debian:12"
     runs_on: str = "ubuntu-latest"
     timeout_minutes: int = 90
+    container_options: str = KVM_DEVICE
 
 
 def _slug(text: str) -> str:
@@ -183,6 +194,11 @@ def load_matrix(job_path: Path, ccache_dir: str | None = None) -> Matrix:
     ccache = ccache_dir or check.opt_string(raw.get("ccache_dir"), "matrix.ccache_dir") \
         or os.environ.get("CCACHE_DIR", "")
     pipeline = check.opt_string(raw.get("pipeline"), "matrix.pipeline") or DEFAULT_PIPELINE
+    container_options = raw.get("container_options")
+    if container_options != "":          # "": no options (a runner without /dev/kvm)
+        container_options = check.opt_string(container_options, "matrix.container_options")
+    if container_options is None:
+        container_options = "" if accel == "tcg" else KVM_DEVICE
     job_file = _from_checkout(job_path.resolve())
 
     entries = []
@@ -216,7 +232,8 @@ def load_matrix(job_path: Path, ccache_dir: str | None = None) -> Matrix:
         pipeline=pipeline, tags=check.strings(raw.get("tags"), "matrix.tags"),
         image=check.opt_string(raw.get("image"), "matrix.image") or "debian:12",
         runs_on=check.opt_string(raw.get("runs_on"), "matrix.runs_on") or "ubuntu-latest",
-        timeout_minutes=check.integer(raw.get("timeout_minutes", 90), "matrix.timeout_minutes"))
+        timeout_minutes=check.integer(raw.get("timeout_minutes", 90), "matrix.timeout_minutes"),
+        container_options=container_options)
 
 
 # --- emitters ---------------------------------------------------------------------------------
@@ -265,7 +282,8 @@ def github(matrix: Matrix) -> str:
     include = [{"name": e.name, "tree": e.tree, "series": e.series, "kconfig": e.kconfig,
                 "command": shlex.join(e.command), "ccache_dir": matrix.ccache_dir,
                 "setup": " && ".join(matrix.setup) or "true",
-                "runs_on": matrix.runs_on, "timeout_minutes": matrix.timeout_minutes}
+                "runs_on": matrix.runs_on, "timeout_minutes": matrix.timeout_minutes,
+                "image": matrix.image, "container_options": matrix.container_options}
                for e in matrix.entries]
     return json.dumps({"include": include}, separators=(",", ":"))
 

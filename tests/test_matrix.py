@@ -128,3 +128,20 @@ def test_bad_axes(tmp_path):
     path.write_text(path.read_text().replace("variants: [patched]", "variants: [fast]"))
     with pytest.raises(BadInput, match="the job has no variant 'fast'"):
         M.load_matrix(path)
+
+
+def test_container_options(tmp_path):
+    # /dev/kvm goes into the GitHub container unless the matrix is TCG-only or says otherwise
+    base = "tree: debian:6.1\nseries: none\nmatrix:\n  trees: [debian:6.1]\n"
+    path = tmp_path / "job.yaml"
+    for extra, expected in [("", "--device /dev/kvm"), ("  accel: tcg\n", ""),
+                            ('  container_options: ""\n', ""),
+                            ("  container_options: --device /dev/kvm --cpus 2\n",
+                             "--device /dev/kvm --cpus 2")]:
+        path.write_text(base + extra)
+        item = json.loads(M.github(M.load_matrix(path)))["include"][0]
+        assert item["container_options"] == expected, extra
+        assert item["image"] == "debian:12"
+    path.write_text(base + "  container_options: [a]\n")
+    with pytest.raises(BadInput, match="matrix.container_options: must be a non-empty string"):
+        M.load_matrix(path)
