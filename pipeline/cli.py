@@ -16,7 +16,7 @@ from pathlib import Path
 # say so clearly (and Python would exit 1); main() checks for git itself.
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
-from . import bench, bisect, checkseries, intake, kconfig, matrix, outdir, rebase
+from . import bench, bisect, checkseries, intake, junit_summary, kconfig, matrix, outdir, rebase
 from .cache import default_cache_root
 from .errors import BadInput, PipelineError
 from .job import (
@@ -148,6 +148,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_parser(sub)
     intake.register(sub)        # pipeline series import
     matrix.register(sub)
+    junit_summary.register(sub)  # pipeline junit-summary (CI job summaries)
     checkseries.register(sub)   # pipeline check-series
     rebase.register(sub)
     bisect.register(sub)        # pipeline bisect-step, pipeline bisect
