@@ -34,8 +34,8 @@ def errors(data) -> list[str]:
 
 
 def repo_job_files() -> list[Path]:
-    """The default job, the CI job, and any job file among the test fixtures."""
-    found = [DEFAULT_JOB, PROJECT_ROOT / "ci" / "matrix-job.yaml"]
+    """The default job, the CI jobs, and any job file among the test fixtures."""
+    found = [DEFAULT_JOB, *sorted((PROJECT_ROOT / "ci").glob("*-job.yaml"))]
     for path in sorted([*FIXTURES.rglob("*.yaml"), *FIXTURES.rglob("*.yml")]):
         data = yaml.safe_load(path.read_text())
         if isinstance(data, dict) and ("tree" in data or "variants" in data):
