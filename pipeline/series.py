@@ -143,6 +143,21 @@ def _read_meta(folder: Path) -> _Meta:
 def load_folder(folder: Path) -> Series:
     """A folder with series.yaml and NNNN-*.patch files."""
     meta = _read_meta(folder)
+    patches = _numbered_patches(folder)
+    return Series(name=meta.name, base=meta.base, source=folder, patches=patches,
+                  link=meta.link, description=meta.description,
+                  hash=_series_hash(meta.text, patches))
+
+
+def load_patch_folder(folder: Path) -> Series:
+    """A folder of NNNN-*.patch files without series.yaml (`git format-patch -o DIR`): a
+    series with no name but the folder's and no base."""
+    patches = _numbered_patches(folder)
+    return Series(name=folder.name, base=[], source=folder, patches=patches,
+                  hash=_series_hash(folder.name, patches))
+
+
+def _numbered_patches(folder: Path) -> list[Patch]:
     numbered: dict[int, Path] = {}
     for path in sorted(folder.glob("*.patch")):
         if not path.is_file():
@@ -169,9 +184,7 @@ def load_folder(folder: Path) -> Series:
         if not _is_patch(text):
             raise BadInput(f"{path}: contains no diff")
         patches.append(Patch(index, path.name, _subject(text) or path.name, text))
-    return Series(name=meta.name, base=meta.base, source=folder, patches=patches,
-                  link=meta.link, description=meta.description,
-                  hash=_series_hash(meta.text, patches))
+    return patches
 
 
 def read_patch_text(path: Path, limit: int = MAX_PATCH_BYTES) -> str:
