@@ -16,7 +16,18 @@ from pathlib import Path
 # say so clearly (and Python would exit 1); main() checks for git itself.
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
-from . import bench, bisect, checkseries, intake, junit_summary, kconfig, matrix, outdir, rebase
+from . import (
+    bench,
+    bisect,
+    checkseries,
+    intake,
+    junit_summary,
+    kconfig,
+    matrix,
+    outdir,
+    portdiff,
+    rebase,
+)
 from .cache import default_cache_root
 from .errors import BadInput, PipelineError
 from .job import (
@@ -33,7 +44,8 @@ from .results import EXIT_INTERNAL
 from .runner import run_job
 
 ABORT_BISECT = 128                          # git bisect run: stop, judge no commit
-NEEDS_GIT = {"run", "bench", "check-series", "rebase", "bisect-step", "bisect", "series"}
+NEEDS_GIT = {"run", "bench", "check-series", "rebase", "bisect-step", "bisect", "series",
+             "port-diff"}
 
 EPILOG = """exit codes: 0 all passed, 1 a guest test failed, 2 bad input,
 3 apply/configure/build/boot failed (or the run was interrupted),
@@ -151,6 +163,7 @@ def parser() -> argparse.ArgumentParser:
     junit_summary.register(sub)  # pipeline junit-summary (CI job summaries)
     checkseries.register(sub)   # pipeline check-series
     rebase.register(sub)
+    portdiff.register(sub)      # pipeline port-diff
     bisect.register(sub)        # pipeline bisect-step, pipeline bisect
     return top
 
