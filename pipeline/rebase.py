@@ -4,7 +4,11 @@ Each patch goes through `git am --3way` in a worktree the pipeline owns: clean, 
 3-way merge, or conflicted (files and hunks). A conflicted patch is skipped and the next ones
 are still tried, so one report shows every patch that needs work. When the tree has history,
 the upstream commits that touched the conflicting lines (`git log -L`, since `--since REV`
-when given, e.g. the series' base tag) are listed. Writes OUT/rebase.md and OUT/junit.xml.
+when given, e.g. the series' base tag) are listed. Unless `--old-tree none`, rebase.md also
+has the `git range-diff` of the series on its own tree (`--old-tree`, default: the Debian tree
+its series.yaml is based on) against the rebased result, as `pipeline port-diff` shows it;
+when that cannot be made (no such tree, the series does not apply there) rebase.md says why
+and the exit code does not change. Writes OUT/rebase.md and OUT/junit.xml.
 Exit 0 every patch applied (clean or 3-way), 3 a patch conflicted, 2 bad input.
 """
 
@@ -19,15 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import apply as apply_mod
-from . import proc
+from . import portdiff, proc
 from . import series as series_mod
 from .cache import Cache, default_cache_root, short_hash
-from .errors import BadInput
+from .errors import BadInput, PipelineError
 from .job import PROJECT_ROOT, normalize_series_spec, normalize_tree_spec
 from .junit import write_junit
 from .log import fmt_duration
 from .results import FAILED, PASSED, SKIPPED, Case, RunReport, Stage, VariantReport
-from .tree import prepare_tree
+from .tree import Tree, prepare_tree
 
 Logger = Callable[[str], None]
 CLEAN, THREE_WAY, CONFLICT = "clean", "3-way", "conflicted"
@@ -93,7 +97,10 @@ def _load_series(spec: str, version: str) -> series_mod.Series:
 
 
 def rebase_report(series_spec: str, tree_spec: str, out: Path, log: Logger, *,
-                  cache_dir: Path | None = None, since: str | None = None) -> int:
+                  cache_dir: Path | None = None, since: str | None = None,
+                  old_tree: str | None = None) -> int:
+    """`old_tree`: the tree the series is compared on (`auto`: from its series.yaml base),
+    None: no range-diff section."""
     start = time.monotonic()
     cache = Cache(cache_dir or default_cache_root())
     tree = prepare_tree(tree_spec, cache, log)
@@ -132,9 +139,11 @@ def rebase_report(series_spec: str, tree_spec: str, out: Path, log: Logger, *,
             reports.append(report)
             log(f"  [{patch.index}/{len(series.patches)}] {status}: {patch.subject}"
                 + (f" ({', '.join(result.files)})" if result.files else ""))
+        range_diff = None if old_tree is None else _range_diff(
+            series, old_tree, tree, worktree, reports, cache, log)
     out.mkdir(parents=True, exist_ok=True)
     (out / "rebase.md").write_text(markdown(series, tree.spec, tree.version, reports, history,
-                                            since))
+                                            since, range_diff))
     write_junit(RunReport([_variant(series, tree.spec, reports)],
                           duration=time.monotonic() - start), out / "junit.xml")
     code = 3 if any(r.status == CONFLICT for r in reports) else 0
@@ -162,8 +171,47 @@ def _variant(series: series_mod.Series, tree: str, reports: list[PatchReport]) -
     return VariantReport("rebase", {"tree": tree, "series": series.name}, [stage])
 
 
+def _range_diff(series: series_mod.Series, old_tree: str, tree: Tree, worktree: Path,
+                reports: list[PatchReport], cache: Cache, log: Logger) -> list[str]:
+    """Markdown lines: the range-diff of the series on `old_tree` against the commits the
+    rebase made in `worktree` (a conflicted patch made none: it shows as `<`), or why there
+    is none."""
+    lines = ["", "## Range-diff: the series on its own tree against the rebased result", ""]
+    spec = portdiff.default_tree(series.base) if old_tree == "auto" else old_tree
+    if spec is None:
+        base = ", ".join(series.base) or "unknown"
+        return lines + [(f"Left out: no tree for the series (base {base}, no Debian tree "
+                         "installed); give --old-tree.")]
+    try:
+        old = prepare_tree(spec, cache, log)
+        done = proc.run(["git", "format-patch", "--stdout", "--no-signature",
+                         f"{tree.commit}..HEAD"], cwd=worktree, timeout=600)
+        if done.returncode != 0:
+            raise PipelineError(f"git format-patch failed: {done.output.strip()}")
+        applied = [r for r in reports if r.status != CONFLICT]
+        texts = [t for t in series_mod.split_mbox(done.output) if t.strip()]
+        patches = [series_mod.Patch(i, series.patches[r.index - 1].name, r.subject, text)
+                   for i, (r, text) in enumerate(zip(applied, texts), start=1)]
+        rebased = series_mod.Series(f"{series.name} rebased", [tree.version], worktree,
+                                    patches)
+        diff = portdiff.port_diff(series, old, rebased, tree, cache, log)
+    except PipelineError as exc:
+        log(f"  range-diff left out: {exc.message}")
+        return lines + [f"Left out: {exc.message}"]
+    tally = portdiff.counts(diff.pairs)
+    log(f"  range-diff against {old.spec}: {tally[portdiff.SAME]} unchanged, "
+        f"{tally[portdiff.CHANGED]} changed, {tally[portdiff.ONLY_A]} not rebased")
+    lines += [(f"A: the series on {old.spec} ({old.version}); B: the rebased result on "
+               f"{tree.spec} ({tree.version}), with `git range-diff` as `pipeline port-diff` "
+               f"makes it: {tally[portdiff.SAME]} unchanged (`=`), {tally[portdiff.CHANGED]} "
+               f"changed (`!`), {tally[portdiff.ONLY_A]} only in A (`<`: not rebased), "
+               f"{tally[portdiff.ONLY_B]} only in B (`>`). In a changed pair `-` lines are "
+               "the old version, `+` the rebased one."), ""]
+    return lines + portdiff.pair_sections(diff.pairs, series, rebased, level="###")
+
+
 def markdown(series: series_mod.Series, tree: str, version: str, reports: list[PatchReport],
-             history: bool, since: str | None) -> str:
+             history: bool, since: str | None, range_diff: list[str] | None = None) -> str:
     lines = [f"# Rebase of {series.name} onto {tree} ({version})", "",
              (f"Series: {series.source} (base {', '.join(series.base) or 'unknown'}), "
              f"{len(reports)} patches, applied one by one with `git am --3way`; a conflicted "
@@ -189,6 +237,7 @@ def markdown(series: series_mod.Series, tree: str, version: str, reports: list[P
                       "commits to show.")]
         tail = "\n".join(r.output.strip().splitlines()[-15:])
         lines += ["", "```", tail, "```"]
+    lines += range_diff or []
     return "\n".join(lines) + "\n"
 
 
@@ -202,6 +251,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="debian:6.12 | TARBALL | URL | GIT_CHECKOUT[@REV]")
     p.add_argument("--since", metavar="REV",
                    help="list upstream commits after REV only (e.g. the series' base tag)")
+    p.add_argument("--old-tree", default="auto", metavar="TREE",
+                   help="tree the series is based on, for the range-diff against the rebased "
+                        "result in rebase.md (default auto: from series.yaml's base; none: "
+                        "leave it out)")
     p.add_argument("--out", default="out", metavar="DIR", help="output folder (default: out/)")
     p.add_argument("--cache-dir", type=Path, metavar="DIR")
     p.set_defaults(func=_cmd)
@@ -212,10 +265,12 @@ def _cmd(args: argparse.Namespace, log: Logger) -> int:
     try:
         tree = normalize_tree_spec(args.onto, cwd)
         series = normalize_series_spec(args.series, cwd)
+        old_tree = args.old_tree if args.old_tree in ("auto", "none") else \
+            normalize_tree_spec(args.old_tree, cwd)
     except ValueError as exc:
-        raise BadInput(f"--onto/--series: {exc}") from None
+        raise BadInput(f"--onto/--series/--old-tree: {exc}") from None
     if series is None:
         raise BadInput("--series none: nothing to rebase")
     return rebase_report(series, tree, (cwd / args.out).resolve(), log,
                          cache_dir=args.cache_dir.resolve() if args.cache_dir else None,
-                         since=args.since)
+                         since=args.since, old_tree=None if old_tree == "none" else old_tree)

@@ -1,6 +1,6 @@
 """`pipeline port-diff`: parsing and formatting of git range-diff output (fixtures captured from
 git 2.39), the files and trees a side gets, and whole runs on small git trees (a series and its
-port to a tree that moved on; bad input; a patch that does not apply)."""
+port to a tree that moved on; bad input; a patch that does not apply; rebase.md's section)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from pipeline.portdiff import (
     summary_line,
     touched_files,
 )
+from pipeline.rebase import rebase_report
 from pipeline.series import Patch, Series
 from pipeline.tree import Tree
 
@@ -284,3 +285,34 @@ def test_bad_input_is_refused_with_exit_2(ports, tmp_path, capsys):
 def test_help_names_the_command():
     with pytest.raises(SystemExit):
         main(["port-diff", "--help"])
+
+
+def test_rebase_report_has_the_range_diff_against_the_old_tree(ports):
+    tmp = ports["tmp"]
+    code = rebase_report(str(ports["old"]), ports["tree_new"], tmp / "out", print,
+                         cache_dir=tmp / "cache", old_tree=ports["tree_old"])
+    assert code == 0
+    report = (tmp / "out" / "rebase.md").read_text()
+    section = report.split("## Range-diff: the series on its own tree against the rebased "
+                           "result\n", 1)[1]
+    assert f"A: the series on {ports['tree_old']} (6.1.99); B: the rebased result on" in section
+    assert "### 1 = 1: fork: set fork" in section
+    # patch 2 was rebased with a 3-way merge: its context line 23 is the new tree's
+    assert "| 2 | cgroup: take the lock | 3-way |" in report
+    assert "### 2 ! 2: cgroup: take the lock" in section
+    assert "    - int line23;\n    + DEFINE_RWLOCK(css_set_lock);\n" in section
+    # without old_tree (the default of the function) there is no section
+    rebase_report(str(ports["old"]), ports["tree_new"], tmp / "plain", print,
+                  cache_dir=tmp / "cache")
+    assert "Range-diff" not in (tmp / "plain" / "rebase.md").read_text()
+
+
+def test_rebase_range_diff_left_out_says_why(ports, monkeypatch):
+    tmp = ports["tmp"]
+    monkeypatch.setattr(portdiff, "DEBIAN_SOURCES", tmp / "no-debian")
+    monkeypatch.setattr(portdiff.default_tree, "__defaults__", (tmp / "no-debian",))
+    code = rebase_report(str(ports["old"]), ports["tree_new"], tmp / "out", print,
+                         cache_dir=tmp / "cache", old_tree="auto")
+    assert code == 0
+    assert ("Left out: no tree for the series (base old, no Debian tree installed); give "
+            "--old-tree.") in (tmp / "out" / "rebase.md").read_text()
