@@ -33,6 +33,8 @@ class Stage:
     cases: list[Case] = field(default_factory=list)
     duration: float = 0.0
     properties: dict[str, str] = field(default_factory=dict)   # JUnit testsuite properties
+    started: float = 0.0          # wall clock (time.time()) when it began; 0.0: unknown
+    ran: bool = True              # False: a placeholder for a stage that never started
 
     @property
     def status(self) -> str:
@@ -75,6 +77,7 @@ class RunReport:
     kselftest_regressions: int = 0   # subtests that pass on baseline and fail on patched
     kselftest: dict = field(default_factory=dict)   # summary.json "kselftest": verdicts, counts
     internal_error: str = ""      # a bug of the pipeline: exit 4 (EXIT_INTERNAL)
+    started: float = 0.0          # wall clock (time.time()) when the run began; 0.0: unknown
 
     def exit_code(self) -> int:
         if self.bad_input:

@@ -86,7 +86,7 @@ def _case_from_error(name: str, exc: PipelineError, duration: float) -> Case:
 def _stage(run: _Run, vr: VariantReport, name: str) -> Iterator[Stage]:
     """Time a stage, log its line, turn a PipelineError into a failed case and stop the variant
     when the stage did not pass."""
-    stage = Stage(name)
+    stage = Stage(name, started=time.time())
     vr.stages.append(stage)
     start = time.monotonic()
     run.current = (vr, name, start)
@@ -124,7 +124,7 @@ def _fill_skipped(vr: VariantReport, planned: list[str], reason: str) -> None:
     done = {s.name for s in vr.stages}
     for name in planned:
         if name not in done:
-            vr.stages.append(Stage(name, [Case(name, SKIPPED, message=reason)]))
+            vr.stages.append(Stage(name, [Case(name, SKIPPED, message=reason)], ran=False))
 
 
 # --- stages -----------------------------------------------------------------------------------
@@ -488,7 +488,7 @@ def run_job_report(job: Job, log: Log | None = None, build_only: bool = False,
     """run_job(), returning the whole report (OUT/junit.xml and summary.json are written)."""
     log = log or Log()
     cache = Cache(job.cache_dir or default_cache_root())
-    run = _Run(job, cache, log, RunReport(), build_only=build_only)
+    run = _Run(job, cache, log, RunReport(started=time.time()), build_only=build_only)
     start = time.monotonic()
     signals = _Signals()
     uses = {v.name: bool(v.series and job.series) for v in job.variants}
