@@ -1,11 +1,11 @@
 """The results folder (`--out`): what the pipeline wrote there, and clearing it at the start of
 the next run, so that an old junit.xml can never pass for this run's result.
 
-The pipeline owns `junit.xml`, `summary.json` and what it writes under `<variant>/`; it never
-deletes a file it did not write. A manifest (`.pipeline-results.json`) records, per variant
-folder, the files that were already there (the user's) when the run started (written before
-any result, so a run that died half-way is cleared by the next too), and at the end of the run
-the files the run wrote: the next run deletes exactly those.
+The pipeline owns `junit.xml`, `summary.json`, `kcidb.json` and what it writes under
+`<variant>/`; it never deletes a file it did not write. A manifest (`.pipeline-results.json`)
+records, per variant folder, the files that were already there (the user's) when the run
+started (written before any result, so a run that died half-way is cleared by the next too),
+and at the end of the run the files the run wrote: the next run deletes exactly those.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 MANIFEST = ".pipeline-results.json"
-TOP_FILES = ("junit.xml", "summary.json")
+TOP_FILES = ("junit.xml", "summary.json", "kcidb.json")
 
 
 def _files(folder: Path) -> set[str]:
@@ -40,8 +40,8 @@ def _remove_empty_dirs(folder: Path) -> None:
 
 def clear_previous(out: Path, log: object = None) -> list[Path]:
     """Delete the previous run's results in `out` (see the module docstring); returns what
-    was deleted. Without a manifest (a folder from an older pipeline) only junit.xml and
-    summary.json go: the run overwrites them anyway."""
+    was deleted. Without a manifest (a folder from an older pipeline) only the TOP_FILES
+    (junit.xml, summary.json, kcidb.json) go: the run overwrites them anyway."""
     removed: list[Path] = []
     for name in TOP_FILES:
         path = out / name

@@ -1,9 +1,10 @@
 """Run a job: tree -> (apply) -> configure -> build -> boot + guest tests, for each variant.
 
 A failed stage stops its variant only (the later stages are reported as skipped with the
-reason). OUT/junit.xml and OUT/summary.json are always written, also when the run is stopped by
-SIGINT/SIGTERM: the stage that was running becomes an error, child processes are stopped (see
-pipeline.proc) and cache entries are only ever published complete.
+reason). OUT/junit.xml, OUT/summary.json and OUT/kcidb.json (pipeline.kcidb) are always
+written, also when the run is stopped by SIGINT/SIGTERM: the stage that was running becomes an
+error, child processes are stopped (see pipeline.proc) and cache entries are only ever
+published complete.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from . import apply as apply_mod
 from . import build as build_mod
-from . import kconfig, outdir
+from . import kcidb, kconfig, outdir
 from . import series as series_mod
 from .cache import Cache, default_cache_root
 from .errors import BadInput, PipelineError, StageFailed
@@ -71,6 +72,8 @@ class _Run:
     kselftest: dict[str, list] = field(default_factory=dict)  # variant -> selftest results
     kselftest_kernels: dict[str, _KselftestKernel] = field(default_factory=dict)
     kselftest_comp: dict[str, object] = field(default_factory=dict)  # variant -> Comparison
+    tree: Tree | None = None                  # once prepared (for kcidb.json)
+    series: series_mod.Series | None = None   # once loaded
 
 
 def _planned(uses_series: bool, build_only: bool = False) -> list[str]:
@@ -456,8 +459,30 @@ def _run_variant(run: _Run, variant: Variant, tree: Tree,
 
 # --- the whole run ----------------------------------------------------------------------------
 
+def _kcidb_info(run: _Run) -> kcidb.RunInfo:
+    tree, job = run.tree, run.job
+    bench, bench_source = kcidb.find_bench(job.out)
+    return kcidb.RunInfo(
+        out=job.out, tree_spec=job.tree, start_time=run.report.started or time.time(),
+        tree_commit=tree.commit if tree else "", tree_version=tree.version if tree else "",
+        tarball_sha256=job.tree_sha256 or "",
+        series=kcidb.series_info(run.series) if run.series is not None else None,
+        bench=bench, bench_source=bench_source, compiler=kcidb.gcc_version)
+
+
+def _write_kcidb(run: _Run) -> None:
+    """OUT/kcidb.json; a bug here is an internal error (exit 4) but never costs the JUnit."""
+    try:
+        kcidb.write(run.report, _kcidb_info(run), run.job.out / kcidb.FILE_NAME)
+    except Exception as exc:  # noqa: BLE001 - a bug: report it, never end without JUnit
+        message = f"internal error while writing {kcidb.FILE_NAME}: {type(exc).__name__}: {exc}"
+        run.log(f"{message}\n{traceback.format_exc()}")
+        run.report.internal_error = run.report.internal_error or message
+
+
 def _write_reports(run: _Run, start: float) -> None:
     run.report.duration = time.monotonic() - start
+    _write_kcidb(run)
     write_junit(run.report, run.job.out / "junit.xml")
     write_summary(run.report, run.job.out / "summary.json")
     outdir.finish_run(run.job.out)
@@ -507,7 +532,9 @@ def run_job_report(job: Job, log: Log | None = None, build_only: bool = False,
                     tree = prepare_tree(job.tree, cache, log, job.tree_sha256)
                 log(f"tree {tree.spec}: ok ({fmt_duration(time.monotonic() - t0)}), "
                     f"kernel {tree.version}")
+                run.tree = tree
                 series = series_mod.pick(choice, tree.version) if choice else None
+                run.series = series
                 if series is not None:
                     log(f"series {series.name}: {series.source} "
                         f"({len(series.patches)} patches, {series.short})")
@@ -569,7 +596,7 @@ def _finish(run: _Run, start: float) -> int:
     for vr in run.report.variants:
         line = ", ".join(f"{s.name} {s.status}" for s in vr.stages)
         run.log(f"variant {vr.name}: {line}")
-    run.log(f"wrote {run.job.out / 'junit.xml'} and summary.json; exit {code} "
+    run.log(f"wrote {run.job.out / 'junit.xml'}, summary.json and {kcidb.FILE_NAME}; exit {code} "
             f"({fmt_duration(time.monotonic() - start)})")
     return code
 

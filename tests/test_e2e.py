@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from kcidb_io.schema import V5_3
 from lxml import etree
 
 from pipeline import testlist
@@ -137,6 +138,16 @@ def test_kselftests_ran_on_both_and_no_regression(default_run):
     bad = [(c.get("name"), outcome(c)) for c in cases(doc, "baseline.kselftest")
            if outcome(c) in ("failure", "error")]
     assert not bad
+
+
+def test_default_run_writes_a_valid_kcidb_json(default_run):
+    _done, _doc, _summary, out = default_run
+    data = json.loads((out / "kcidb.json").read_text())
+    V5_3.validate_exactly(data)   # kcidb-io's KCIDB v5.3 schema
+    builds = {b["config_name"]: b for b in data["builds"]}
+    assert set(builds) == {"baseline", *PATCHED}
+    assert {b["status"] for b in builds.values()} == {"PASS"}
+    assert {t["build_id"] for t in data["tests"]} == {b["id"] for b in builds.values()}
 
 
 @pytest.mark.long

@@ -1,6 +1,7 @@
 """The orchestrator end to end on a fake kernel tree (a Makefile that plays Kbuild) and a fake
 pipeline.boot (the interface of docs/brief-interface), so it runs in seconds."""
 
+import hashlib
 import json
 import os
 import signal
@@ -198,6 +199,66 @@ def test_all_variants_pass(project, fake_boot):
     # warm run: everything reused, same result
     code, _, _ = run(project, "--variant", "patched")
     assert code == 0
+
+
+def kcidb_doc(project: Path) -> dict:
+    """OUT/kcidb.json, validated against kcidb-io's KCIDB v5.3 schema."""
+    from kcidb_io.schema import V5_3
+
+    data = json.loads((project / "out" / "kcidb.json").read_text())
+    V5_3.validate_exactly(data)
+    return data
+
+
+def test_kcidb_json_of_a_run(project, fake_boot):
+    code, _summary, _doc = run(project)
+    assert code == 0
+    data = kcidb_doc(project)
+    builds = {b["config_name"]: b for b in data["builds"]}
+    assert set(builds) == {"baseline", "patched", "debug"}
+    assert {b["status"] for b in builds.values()} == {"PASS"}
+    base, series = data["checkouts"]
+    assert builds["baseline"]["checkout_id"] == base["id"]
+    assert builds["patched"]["checkout_id"] == builds["debug"]["checkout_id"] == series["id"]
+    assert base["tree_name"] == "linux-fake" and base["valid"] and series["valid"]
+    assert len(base["git_commit_hash"]) == 40 and base["patchset_hash"] == ""
+    patches = sorted((project / "series").glob("0*.patch"))
+    assert series["patchset_hash"] == hashlib.sha256("".join(
+        hashlib.sha256(p.read_bytes()).hexdigest() + "\n" for p in patches).encode()).hexdigest()
+    out = (project / "out" / "patched").resolve()
+    assert builds["patched"]["log_url"] == (out / "build.log").as_uri()
+    assert builds["patched"]["config_url"] == (out / "config").as_uri()
+    tests = {(t["build_id"].rsplit("/", 1)[1], t["path"]): t for t in data["tests"]}
+    paths = ("boot", "cgroup_pool.test_cg.test_mount")
+    assert set(tests) == {(v, p) for v in builds for p in paths}
+    assert {t["status"] for t in tests.values()} == {"PASS"}
+    assert tests[("debug", "boot")]["log_url"] == (out.parent / "debug" / "console.log").as_uri()
+
+
+def test_kcidb_json_of_a_failed_build(project, fake_boot):
+    patch = min((project / "series").glob("0002-*"))
+    patch.write_text(patch.read_text().replace("+int pool;", "+#error pool is broken"))
+    code, _summary, _doc = run(project, "--variant", "patched", "--variant", "baseline")
+    assert code == 3
+    data = kcidb_doc(project)
+    builds = {b["config_name"]: b for b in data["builds"]}
+    assert builds["patched"]["status"] == "FAIL" and builds["baseline"]["status"] == "PASS"
+    assert "kernel/pool.c:1:2: error: pool is broken" in builds["patched"]["log_excerpt"]
+    assert data["checkouts"][1]["valid"] is True          # the patches applied
+    assert {t["build_id"] for t in data["tests"]} == {builds["baseline"]["id"]}
+
+
+def test_a_bug_in_the_kcidb_report_is_exit_4_with_junit(project, fake_boot, monkeypatch):
+    from pipeline import kcidb
+
+    def broken(report, info):
+        raise RuntimeError("bug in the kcidb report")
+
+    monkeypatch.setattr(kcidb, "document", broken)
+    code, summary, doc = run(project, "--variant", "baseline")
+    assert code == 4 and summary["exit_code"] == 4
+    assert suites(doc)["baseline.guest"] == "passed"
+    assert not (project / "out" / "kcidb.json").exists()
 
 
 def test_dropped_option_fails_configure_only_for_that_run(project, fake_boot):
