@@ -19,13 +19,14 @@ from pathlib import Path
 
 from . import proc
 from .errors import StageFailed
+from .job import PROJECT_ROOT
 from .log import rerun_line
 from .qemu import Machine as QemuMachine
 from .qemu import fsdev_escape
 
 OUT_TAG = "benchout"
 RESULT_NAME = "cgbench.json"
-GUEST_SCRIPT = Path(__file__).resolve().parent.parent / "guest-tests" / "bench" / "cgbench.py"
+GUEST_SCRIPT = PROJECT_ROOT / "guest-tests" / "bench" / "cgbench.py"
 
 
 @dataclass

@@ -25,6 +25,7 @@ from . import (
     kconfig,
     matrix,
     outdir,
+    plan,
     portdiff,
     rebase,
 )
@@ -32,6 +33,9 @@ from .cache import default_cache_root
 from .errors import BadInput, PipelineError
 from .job import (
     ACCELS,
+    DEFAULT_JOB,
+    INSTALLED,
+    PROJECT_ROOT,
     Job,
     Overrides,
     apply_overrides,
@@ -54,9 +58,11 @@ EPILOG = """exit codes: 0 all passed, 1 a guest test failed, 2 bad input,
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="apply, configure, build, boot, test; write OUT/junit.xml",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=_run_description(), epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--job", type=Path, metavar="FILE",
-                   help="job YAML file (default: the embedded pipeline/data/default-job.yaml)")
+                   help="job YAML file; its relative paths are relative to its folder "
+                        "(default: the embedded default job, see above)")
     p.add_argument("--tree", metavar="SPEC",
                    help="debian:6.1 | debian:6.12 | TARBALL | URL | GIT_CHECKOUT[@REV]")
     p.add_argument("--tree-sha256", metavar="HEX", help="expected sha256 of a URL tarball")
@@ -77,7 +83,20 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", metavar="DIR",
                    help="cache folder (default: $KERNEL_PIPELINE_CACHE or "
                         "~/.cache/kernel-pipeline)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="resolve and check the job (tree, series, fragments, guest tests, "
+                        "variants), print the plan and exit 0: nothing extracted, built, "
+                        "booted or written")
     p.set_defaults(func=_cmd_run)
+
+
+def _run_description() -> str:
+    where = ("installed with the package" if INSTALLED
+             else "the project checkout the package runs from")
+    return (f"Apply the job's series, configure, build and boot each variant, run the guest "
+            f"tests.\n\nThe embedded default job (no --job):\n  {DEFAULT_JOB}\n"
+            f"Its relative paths (kconfigs/, guest-tests/) and every series given by name "
+            f"(patches/NAME)\nresolve to the project data, {where}:\n  {PROJECT_ROOT}")
 
 
 def _cmd_run(args: argparse.Namespace, log: Log) -> int:
@@ -90,23 +109,29 @@ def _cmd_run(args: argparse.Namespace, log: Log) -> int:
             out=args.out, accel=args.accel, variants=args.variant, cache_dir=args.cache_dir,
             tree_sha256=args.tree_sha256, kselftest=args.kselftest,
             insecure_http=args.insecure_http))
-        _check_before_work(job, log)
+        _check_before_work(job, log, dry_run=args.dry_run)
     except BadInput:
         # A refused run (exit 2) must not leave the last run's junit.xml/summary.json in
         # --out looking like its verdict; a run that starts clears them in outdir.start_run.
-        if out is not None:
+        if out is not None and not args.dry_run:
             _drop_previous_results(out, log)
         raise
     for name in [v.name for v in loaded.variants if v.optional and v not in job.variants]:
         log(f"optional variant {name} left out (run it with --variant {name})")
+    if args.dry_run:
+        for line in plan.plan(job):
+            print(line)
+        return 0
     return run_job(job, log)
 
 
-def _check_before_work(job: Job, log: Log) -> None:
-    """Everything that can be refused as bad input without touching a tree (exit 2)."""
+def _check_before_work(job: Job, log: Log, dry_run: bool = False) -> None:
+    """Everything that can be refused as bad input without touching a tree (exit 2). A dry
+    run leaves out the checks that create OUT and the cache to write a probe into them."""
     guest_dir = Path(__file__).resolve().parent / "guest"
     check_boot_paths(Path(sys.executable), guest_dir)
-    check_writable_dir(job.out, "--out")
+    if not dry_run:
+        check_writable_dir(job.out, "--out")
     cache_root = job.cache_dir or default_cache_root()
     check_guest_root(job.qemu.root, [Path(sys.executable), guest_dir, *job.tests,
                                      *([cache_root] if job.kselftest.enabled else [])])
@@ -114,7 +139,8 @@ def _check_before_work(job: Job, log: Log) -> None:
         if (job.out / variant.name).is_symlink():
             raise BadInput(f"{job.out / variant.name} is a symlink: refused (the run would "
                            "write through it)")
-    check_writable_dir(cache_root, "the cache folder")
+    if not dry_run:
+        check_writable_dir(cache_root, "the cache folder")
     for fragment in dict.fromkeys([*job.kconfig, *(f for v in job.variants
                                                    for f in v.kconfig_extra)]):
         kconfig.parse_fragment(fragment)  # unreadable or not text

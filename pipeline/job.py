@@ -2,9 +2,13 @@
 
 A job is a YAML file validated here before any work starts: an unknown key, a wrong type or a
 missing file is refused with the file, the dotted key (`variants[2].kconfig_extra`) and its line.
-Relative paths resolve against the job file's folder, or the project root for the embedded
-default job (pipeline/data/default-job.yaml). Command-line flags are merged in by
-`apply_overrides`.
+Relative paths resolve against the job file's folder, or PROJECT_ROOT for the embedded
+default job (pipeline/data/default-job.yaml); a series given by name is patches/<name> under
+PROJECT_ROOT in any job. Command-line flags are merged in by `apply_overrides`.
+
+PROJECT_ROOT is the folder with the project's patches/, kconfigs/ and guest-tests/: the
+checkout the package is in (a source checkout, an editable install), or, for an installed
+wheel, the copy of those folders the wheel carries as pipeline/project/ (see setup.py).
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ from . import safeyaml
 from .errors import BadInput
 
 T = TypeVar("T")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_JOB = Path(__file__).resolve().parent / "data" / "default-job.yaml"
+PACKAGE_DIR = Path(__file__).resolve().parent
+INSTALLED_DATA = PACKAGE_DIR / "project"      # written into the wheel only (setup.py)
+INSTALLED = INSTALLED_DATA.is_dir()           # a wheel install, not a checkout
+PROJECT_ROOT = INSTALLED_DATA if INSTALLED else PACKAGE_DIR.parent
+DEFAULT_JOB = PACKAGE_DIR / "data" / "default-job.yaml"
 ACCELS = ("auto", "kvm", "tcg")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_NUMBER = 1e7          # seconds (115 days) or a factor: scaled timeouts stay finite

@@ -56,6 +56,7 @@ from .errors import BadInput
 from .job import (
     ACCELS,
     DEFAULT_JOB,
+    INSTALLED,
     PROJECT_ROOT,
     _Checker,
     _load_yaml,
@@ -106,11 +107,18 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"
 
 
+def _checkout() -> Path:
+    """The CI jobs' working folder: the project's checkout, or, for an installed pipeline (whose
+    PROJECT_ROOT is its own data in site-packages), the folder `pipeline matrix` runs in (the
+    CI checkout that generates the jobs)."""
+    return Path.cwd().resolve() if INSTALLED else PROJECT_ROOT
+
+
 def _from_checkout(path: Path) -> str:
     """A path as the CI jobs see it: relative to the checkout (their working folder) when it is
-    inside the project, else absolute."""
+    inside it, else absolute."""
     try:
-        return str(path.resolve().relative_to(PROJECT_ROOT))
+        return str(path.resolve().relative_to(_checkout()))
     except ValueError:
         return str(path.resolve())
 
