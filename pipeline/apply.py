@@ -19,14 +19,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import proc
 from .cache import Cache, short_hash
 from .errors import StageFailed
+from .git import git, git_run
 from .series import Patch, Series
 from .tree import Tree
 
 Logger = Callable[[str], None]
-GIT_IDENTITY = ["-c", "user.name=kernel-pipeline", "-c", "user.email=kernel-pipeline@localhost"]
 APPLIED, APPLIED_3WAY, CONFLICTED, NOT_APPLIED = (
     "applied", "applied-3way", "conflicted", "not-applied")
 
@@ -76,17 +75,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "series"
 
 
-def _git(args: list[str], cwd: Path, timeout: float = 600) -> proc.Completed:
-    return proc.run(["git", *GIT_IDENTITY, *args], cwd=cwd, timeout=timeout)
-
-
-def _checked(args: list[str], cwd: Path, timeout: float = 600) -> str:
-    done = _git(args, cwd, timeout)
-    if done.returncode != 0:
-        raise StageFailed(f"git {' '.join(args)} failed in {cwd}: {done.output.strip()}")
-    return done.output
-
-
 def parse_am_output(output: str) -> tuple[list[str], list[str]]:
     """(files, hunks) named by a failed `git am --3way`."""
     files: list[str] = []
@@ -123,7 +111,7 @@ def _conflict_markers(worktree: Path, files: list[str]) -> list[str]:
 
 def _apply_one(worktree: Path, patch: Patch, patch_file: Path, timeout: float) -> PatchResult:
     start = time.monotonic()
-    done = _git(["am", "--3way", str(patch_file)], worktree, timeout)
+    done = git_run(worktree, "am", "--3way", str(patch_file), timeout=timeout)
     result = PatchResult(patch.index, patch.name, patch.subject, APPLIED, output=done.output)
     if done.returncode == 0 and not done.timed_out:
         if "Falling back to patching base and 3-way merge" in done.output:
@@ -133,10 +121,11 @@ def _apply_one(worktree: Path, patch: Patch, patch_file: Path, timeout: float) -
         if "could not build fake ancestor" in done.output:
             # The patch's blob ids are not in this repository (another tree), so git am had
             # no base for a 3-way merge and named no hunk: ask git apply which hunks fail.
-            check = _git(["apply", "--check", "--verbose", str(patch_file)], worktree, timeout)
+            check = git_run(worktree, "apply", "--check", "--verbose", str(patch_file),
+                            timeout=timeout)
             result.output += "\n$ git apply --check --verbose\n" + check.output
         files, hunks = parse_am_output(result.output)
-        unmerged = _git(["diff", "--name-only", "--diff-filter=U"], worktree, 120)
+        unmerged = git_run(worktree, "diff", "--name-only", "--diff-filter=U", timeout=120)
         for name in unmerged.output.split():
             if name not in files:
                 files.append(name)
@@ -144,7 +133,7 @@ def _apply_one(worktree: Path, patch: Patch, patch_file: Path, timeout: float) -
         result.hunks = hunks + _conflict_markers(worktree, unmerged.output.split())
         if done.timed_out:
             result.output += f"\n(git am timed out after {timeout:.0f}s)"
-        _git(["am", "--abort"], worktree, 300)
+        git_run(worktree, "am", "--abort", timeout=300)
     result.duration = time.monotonic() - start
     return result
 
@@ -156,14 +145,15 @@ def _load_reusable(worktree: Path, record: Path, base: str,
         return None
     try:
         data = json.loads(record.read_text())
-        head = _checked(["rev-parse", "HEAD"], worktree, 60).strip()
-        busy = _checked(["rev-parse", "--git-path", "rebase-apply"], worktree, 60).strip()
+        head = git(worktree, "rev-parse", "HEAD", timeout=60).strip()
+        busy = git(worktree, "rev-parse", "--git-path", "rebase-apply", timeout=60).strip()
     except (ValueError, StageFailed):
         return None
     if data.get("head") != head or data.get("base") != base or (worktree / busy).exists() \
             or data.get("series_hash") != series_hash:
         return None
-    if _git(["status", "--porcelain", "--untracked-files=no"], worktree, 300).output.strip():
+    if git_run(worktree, "status", "--porcelain", "--untracked-files=no",
+               timeout=300).output.strip():
         return None
     patches = [PatchResult(**p) for p in data["patches"]]
     return ApplyResult(data["series"], data["series_hash"], data["branch"], worktree, head,
@@ -173,25 +163,27 @@ def _load_reusable(worktree: Path, record: Path, base: str,
 def _reset_worktree(repo: Path, worktree: Path, branch: str, base: str, log: Logger) -> None:
     """Put the worktree on a new `branch` at `base`: reuse an existing worktree (a checkout
     rewrites only the files that differ, keeping the other mtimes) or make a new one."""
-    if worktree.is_dir() and _git(["rev-parse", "--git-dir"], worktree, 60).returncode == 0:
-        busy = _checked(["rev-parse", "--git-path", "rebase-apply"], worktree, 60).strip()
+    if worktree.is_dir() and git_run(worktree, "rev-parse", "--git-dir",
+                                     timeout=60).returncode == 0:
+        busy = git(worktree, "rev-parse", "--git-path", "rebase-apply", timeout=60).strip()
         if (worktree / busy).exists():
-            _git(["am", "--abort"], worktree, 300)
-        old = _git(["symbolic-ref", "--quiet", "--short", "HEAD"], worktree, 60).output.strip()
-        done = _git(["checkout", "--quiet", "--force", "-B", branch, base], worktree, 1800)
+            git_run(worktree, "am", "--abort", timeout=300)
+        old = git_run(worktree, "symbolic-ref", "--quiet", "--short", "HEAD",
+                      timeout=60).output.strip()
+        done = git_run(worktree, "checkout", "--quiet", "--force", "-B", branch, base, timeout=1800)
         if done.returncode == 0:
             if old.startswith("pipeline/") and old != branch:
-                _git(["branch", "-D", old], worktree, 60)
+                git_run(worktree, "branch", "-D", old, timeout=60)
             log(f"  worktree {worktree} reset to the baseline on branch {branch}")
             return
         log(f"  cannot reuse worktree {worktree}: {done.output.strip()}")
     if worktree.exists():
         log(f"  removing stale worktree {worktree}")
-        _git(["worktree", "remove", "--force", "--force", str(worktree)], repo, 600)
+        git_run(repo, "worktree", "remove", "--force", "--force", str(worktree), timeout=600)
         shutil.rmtree(worktree, ignore_errors=True)
-    _git(["worktree", "prune"], repo, 120)
+    git_run(repo, "worktree", "prune", timeout=120)
     log(f"  new worktree {worktree} on branch {branch} (in {repo})")
-    _checked(["worktree", "add", "--force", "-B", branch, str(worktree), base], repo, 1800)
+    git(repo, "worktree", "add", "--force", "-B", branch, str(worktree), base, timeout=1800)
 
 
 def apply_series(tree: Tree, series: Series, cache: Cache, log: Logger,
@@ -222,7 +214,7 @@ def apply_series(tree: Tree, series: Series, cache: Cache, log: Logger,
             if result.status == CONFLICTED:
                 source = series.source / patch.name if series.source.is_dir() else series.source
                 rerun = ["git", "-C", str(worktree), "am", "--3way", str(source)]
-    head = _checked(["rev-parse", "HEAD"], worktree, 60).strip()
+    head = git(worktree, "rev-parse", "HEAD", timeout=60).strip()
     result = ApplyResult(series.name, series.hash, branch, worktree, head, results, rerun=rerun)
     if result.ok:
         data = {"series": series.name, "series_hash": series.hash, "branch": branch,

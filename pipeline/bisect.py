@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import apply as apply_mod
-from . import proc
 from .cache import Cache, default_cache_root
 from .errors import BadInput, PipelineError
+from .git import git_run
 from .job import (
     Job,
     Overrides,
@@ -161,16 +161,12 @@ class Stepper:
 
 
 def subject_of(repo: Path, sha: str) -> str:
-    done = proc.run(["git", "log", "-1", "--format=%s", sha], cwd=repo, timeout=60)
+    done = git_run(repo, "log", "-1", "--format=%s", sha, timeout=60)
     return done.output.strip() if done.returncode == 0 else ""
 
 
-def _git(repo: Path, *args: str) -> proc.Completed:
-    return proc.run(["git", *apply_mod.GIT_IDENTITY, *args], cwd=repo, timeout=600)
-
-
 def _rev(repo: Path, rev: str, what: str) -> str:
-    done = _git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    done = git_run(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     if done.returncode != 0:
         raise BadInput(f"{what} {rev}: no such commit in {repo}")
     return done.output.strip()
@@ -184,13 +180,13 @@ def bisect(stepper: Stepper, good: str, bad: str, out: Path) -> BisectResult:
     # them in their repository (read only), then work with commit ids in the clone.
     good_sha = _rev(stepper.user.path, good, "--good")
     bad_sha = _rev(stepper.user.path, bad, "--bad")
-    if _git(clone, "merge-base", "--is-ancestor", good_sha, bad_sha).returncode != 0:
+    if git_run(clone, "merge-base", "--is-ancestor", good_sha, bad_sha).returncode != 0:
         raise BadInput(f"--good {good} is not an ancestor of --bad {bad}")
     result = BisectResult(good_sha, bad_sha)
-    count = _git(clone, "rev-list", "--count", f"{good_sha}..{bad_sha}").output.strip()
+    count = git_run(clone, "rev-list", "--count", f"{good_sha}..{bad_sha}").output.strip()
     log(f"bisect: {count} commits in {good_sha[:12]}..{bad_sha[:12]}")
-    _git(clone, "bisect", "reset")  # an earlier bisect that was interrupted
-    started = _git(clone, "bisect", "start", "--no-checkout", bad_sha, good_sha)
+    git_run(clone, "bisect", "reset")  # an earlier bisect that was interrupted
+    started = git_run(clone, "bisect", "start", "--no-checkout", bad_sha, good_sha)
     try:
         output = started.output
         if started.returncode != 0:
@@ -203,7 +199,7 @@ def bisect(stepper: Stepper, good: str, bad: str, out: Path) -> BisectResult:
             if _ONLY_SKIPPED in output:
                 result.candidates = re.findall(r"^([0-9a-f]{40})$", output, re.MULTILINE)
                 break
-            sha = _git(clone, "rev-parse", "BISECT_HEAD").output.strip()
+            sha = git_run(clone, "rev-parse", "BISECT_HEAD").output.strip()
             subject = subject_of(clone, sha)
             step_out = out / "steps" / f"{n:02d}-{sha[:12]}"
             log(f"bisect step {n}: {sha[:12]} {subject}")
@@ -215,14 +211,14 @@ def bisect(stepper: Stepper, good: str, bad: str, out: Path) -> BisectResult:
                 f"in {fmt_duration(time.monotonic() - start)}")
             if verdict.code == ABORT:
                 raise BadInput(f"bisect stopped at {sha[:12]}: {verdict.reason}")
-            marked = _git(clone, "bisect", verdict.mark, sha)
+            marked = git_run(clone, "bisect", verdict.mark, sha)
             if marked.returncode != 0 and _ONLY_SKIPPED not in marked.output:
                 raise BadInput(f"git bisect {verdict.mark} {sha[:12]} failed: "
                                f"{marked.output.strip()}")
             output = marked.output
-        result.log = _git(clone, "bisect", "log").output
+        result.log = git_run(clone, "bisect", "log").output
     finally:
-        _git(clone, "bisect", "reset")
+        git_run(clone, "bisect", "reset")
     return result
 
 

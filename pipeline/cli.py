@@ -12,10 +12,6 @@ import tempfile
 import traceback
 from pathlib import Path
 
-# GitPython raises ImportError at import time when `git` is not in PATH, before main() could
-# say so clearly (and Python would exit 1); main() checks for git itself.
-os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-
 from . import (
     bench,
     bisect,

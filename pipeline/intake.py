@@ -19,7 +19,6 @@ import email.header
 import email.utils
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,8 +26,8 @@ from pathlib import Path
 
 import yaml
 
-from . import proc
 from .errors import BadInput
+from .git import git_run
 from .job import seconds_arg
 from .mailsource import UNKNOWN_EMAIL, Mail, read_mails
 
@@ -196,19 +195,15 @@ def _git_check(text: str, work: Path) -> str:
     mail = work / "mail"
     mail.write_text(text)
     msg, patch = work / "msg", work / "patch"
-    cmd = ["git", "mailinfo", str(msg), str(patch)]
-    try:
-        with open(mail, "rb") as handle:   # mailinfo reads the mail on stdin
-            done = subprocess.run(cmd, cwd=work, stdin=handle, capture_output=True,
-                                  timeout=GIT_TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
+    with open(mail, "rb") as handle:   # mailinfo reads the mail on stdin
+        done = git_run(work, "mailinfo", str(msg), str(patch), timeout=GIT_TIMEOUT, stdin=handle)
+    if done.timed_out:
         return f"git mailinfo timed out after {GIT_TIMEOUT:.0f}s"
     if done.returncode != 0:
-        return ("git mailinfo cannot read the mail: "
-                + (done.stderr or done.stdout).decode(errors="replace").strip())
+        return f"git mailinfo cannot read the mail: {done.output.strip()}"
     if not patch.is_file() or not diff_part(patch.read_text(errors="replace")):
         return "the mail contains no diff"
-    done = proc.run(["git", "apply", "--numstat", str(patch)], cwd=work, timeout=GIT_TIMEOUT)
+    done = git_run(work, "apply", "--numstat", str(patch), timeout=GIT_TIMEOUT)
     if done.returncode != 0:
         return f"git apply cannot parse the diff: {done.output.strip()}"
     return ""

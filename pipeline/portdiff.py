@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import apply as apply_mod
-from . import proc
 from . import series as series_mod
 from .cache import Cache, default_cache_root
 from .errors import BadInput, StageFailed
+from .git import git
 from .job import PROJECT_ROOT, normalize_series_spec, normalize_tree_spec
 from .log import fmt_duration
 from .tree import Tree, prepare_tree, version_tuple
@@ -240,17 +240,9 @@ def touched_files(patches: list[series_mod.Patch]) -> list[str]:
     return list(seen)
 
 
-def _git(args: list[str], cwd: Path, what: str, env: dict[str, str] | None = None) -> str:
-    done = proc.run(["git", *apply_mod.GIT_IDENTITY, *args], cwd=cwd, timeout=GIT_TIMEOUT,
-                    env=env)
-    if done.returncode != 0 or done.timed_out:
-        why = f"timed out after {GIT_TIMEOUT:.0f}s" if done.timed_out else done.output.strip()
-        raise StageFailed(f"git {args[0]} failed while {what}: {why}")
-    return done.output
-
-
 def _objects_dir(repo: Path) -> Path:
-    out = _git(["rev-parse", "--git-common-dir"], repo, f"reading {repo}").strip()
+    out = git(repo, "rev-parse", "--git-common-dir", timeout=GIT_TIMEOUT,
+              what=f"reading {repo}").strip()
     return (repo / out).resolve() / "objects"
 
 
@@ -266,9 +258,9 @@ def _base_commit(scratch: Path, side: Side) -> str:
     # in batches: no path list may reach the argument limit, and no batch may be empty
     # (ls-tree without a path lists the whole tree)
     for at in range(0, len(side.files), _BATCH):
-        listing = _git(["ls-tree", "-r", "-z", "--full-tree", tree.commit, "--",
-                        *side.files[at:at + _BATCH]], tree.repo,
-                       f"listing the files of series {side.label} in {tree.spec}")
+        listing = git(tree.repo, "ls-tree", "-r", "-z", "--full-tree", tree.commit, "--",
+                      *side.files[at:at + _BATCH], timeout=GIT_TIMEOUT,
+                      what=f"listing the files of series {side.label} in {tree.spec}")
         cacheinfo: list[str] = []
         for entry in filter(None, listing.split("\0")):
             meta, path = entry.split("\t", 1)
@@ -276,20 +268,23 @@ def _base_commit(scratch: Path, side: Side) -> str:
             if kind == "blob":
                 cacheinfo += ["--cacheinfo", f"{mode},{sha},{path}"]
         if cacheinfo:
-            _git(["update-index", "--add", *cacheinfo], scratch, what, env)
+            git(scratch, "update-index", "--add", *cacheinfo, timeout=GIT_TIMEOUT, env=env,
+                what=what)
             found += len(cacheinfo) // 2
-    written = _git(["write-tree"], scratch, what, env).strip()
+    written = git(scratch, "write-tree", timeout=GIT_TIMEOUT, env=env, what=what).strip()
     message = (f"base {side.label}: {tree.spec} ({tree.version}), {found} of the files series "
                f"{side.series.name} touches")
-    return _git(["commit-tree", written, "-m", message], scratch, what, env).strip()
+    return git(scratch, "commit-tree", written, "-m", message, timeout=GIT_TIMEOUT, env=env,
+               what=what).strip()
 
 
 def _apply(scratch: Path, side: Side, tmp: Path, log: Logger) -> None:
     """Check out base and `git am --3way` each patch; StageFailed naming the first patch that
     does not apply (exit 3)."""
-    _git(["checkout", "--quiet", "--force", "--detach", side.base], scratch,
-         f"checking out base {side.label}")
-    _git(["clean", "-q", "-f", "-d", "-x"], scratch, f"cleaning for base {side.label}")
+    git(scratch, "checkout", "--quiet", "--force", "--detach", side.base, timeout=GIT_TIMEOUT,
+        what=f"checking out base {side.label}")
+    git(scratch, "clean", "-q", "-f", "-d", "-x", timeout=GIT_TIMEOUT,
+        what=f"cleaning for base {side.label}")
     series = side.series
     for patch in series.patches:
         patch_file = tmp / f"{side.label}-{patch.index:04d}.patch"
@@ -306,15 +301,17 @@ def _apply(scratch: Path, side: Side, tmp: Path, log: Logger) -> None:
         if result.status == apply_mod.APPLIED_3WAY:
             log(f"  {side.label}: patch {patch.index} applied with a 3-way merge: "
                 f"{patch.subject}")
-    side.tip = _git(["rev-parse", "HEAD"], scratch, f"reading tip {side.label}").strip()
+    side.tip = git(scratch, "rev-parse", "HEAD", timeout=GIT_TIMEOUT,
+                   what=f"reading tip {side.label}").strip()
 
 
 def _one_sided(scratch: Path, a: Side, b: Side) -> str:
     """What git range-diff would print when one range is empty (it refuses to run)."""
     lines = []
     for side in (a, b):
-        log = _git(["log", "--reverse", "--no-abbrev-commit", "--format=%H %s",
-                    f"{side.base}..{side.tip}"], scratch, f"listing the commits of {side.label}")
+        log = git(scratch, "log", "--reverse", "--no-abbrev-commit", "--format=%H %s",
+                  f"{side.base}..{side.tip}", timeout=GIT_TIMEOUT,
+                  what=f"listing the commits of {side.label}")
         for number, entry in enumerate(filter(None, log.splitlines()), start=1):
             sha, _, subject = entry.partition(" ")
             here, dash = f"{number}:  {sha[:7]}", "-:  -------"
@@ -334,7 +331,8 @@ def port_diff(series_a: series_mod.Series, tree_a: Tree, series_b: series_mod.Se
     b = Side("B", series_b, tree_b, touched_files(series_b.patches))
     scratch = Path(tempfile.mkdtemp(prefix="scratch-", dir=cache.dir("port-diff")))
     try:
-        _git(["init", "--quiet", str(scratch)], scratch, "making the scratch repository")
+        git(scratch, "init", "--quiet", str(scratch), timeout=GIT_TIMEOUT,
+            what="making the scratch repository")
         alternates = dict.fromkeys(str(_objects_dir(t.repo)) for t in (tree_a, tree_b))
         (scratch / ".git" / "objects" / "info" / "alternates").write_text(
             "".join(f"{path}\n" for path in alternates))
@@ -345,9 +343,9 @@ def port_diff(series_a: series_mod.Series, tree_a: Tree, series_b: series_mod.Se
         if a.base != a.tip and b.base != b.tip:
             factor = [] if creation_factor is None else [
                 f"--creation-factor={creation_factor}"]
-            output = _git(["range-diff", "--no-color", *factor, f"{a.base}..{a.tip}",
-                           f"{b.base}..{b.tip}"], scratch,
-                          "comparing the two series (git range-diff)")
+            output = git(scratch, "range-diff", "--no-color", *factor, f"{a.base}..{a.tip}",
+                         f"{b.base}..{b.tip}", timeout=GIT_TIMEOUT,
+                         what="comparing the two series (git range-diff)")
         else:       # git range-diff refuses an empty range: every commit is one-sided
             output = _one_sided(scratch, a, b)
     finally:

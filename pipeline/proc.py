@@ -29,6 +29,7 @@ class Completed:
     output: str           # stdout and stderr together (empty when written to a file)
     duration: float
     timed_out: bool = False
+    errors: str = ""      # stderr, when run(..., stderr_apart=True) (then output is stdout)
 
 
 PR_SET_PDEATHSIG = 1      # <linux/prctl.h>
@@ -74,36 +75,44 @@ def kill_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
 def run(cmd: list[str], *, cwd: Path | None = None, timeout: float,
         env: dict[str, str] | None = None, stdout: IO[bytes] | None = None,
         tick: Callable[[float], None] | None = None, tick_every: float = 15.0,
-        pass_fds: Sequence[int] = ()) -> Completed:
+        pass_fds: Sequence[int] = (), stderr_apart: bool = False,
+        stdin: IO[bytes] | None = None) -> Completed:
     """Run `cmd`; capture its output (or write it to `stdout`), call `tick(elapsed)` periodically.
 
     Never raises for a non-zero exit or a timeout (see `Completed`); a missing program raises
     FileNotFoundError, an interrupt propagates after the child group is killed. `pass_fds`
     stay open in the child (e.g. a lock the child's whole process tree must hold).
+    `stderr_apart` captures stderr on its own (`Completed.errors`; `output` is then stdout
+    only), for output that is parsed; not with `stdout` or `tick`. `stdin`: a file the child
+    reads (default: nothing, /dev/null).
     """
     if tick is not None and stdout is None:
         raise ValueError("tick needs stdout= (a pipe read only at the end could fill up)")
+    if stderr_apart and (stdout is not None or tick is not None):
+        raise ValueError("stderr_apart captures both streams: not with stdout= or tick=")
     full_env = None
     if env:
         full_env = dict(os.environ)
         full_env.update(env)
     start = time.monotonic()
     proc = popen(
-        cmd, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
+        cmd, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL if stdin is None else stdin,
         stdout=stdout if stdout is not None else subprocess.PIPE,
-        stderr=subprocess.STDOUT, pass_fds=tuple(pass_fds),
+        stderr=subprocess.PIPE if stderr_apart else subprocess.STDOUT, pass_fds=tuple(pass_fds),
     )
     try:
         if stdout is None and tick is None:
             try:
-                out, _ = proc.communicate(timeout=timeout)
+                out, err = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
                 kill_group(proc)
-                out, _ = proc.communicate()
+                out, err = proc.communicate()
                 return Completed(cmd, -9, out.decode(errors="replace"),
-                                 time.monotonic() - start, timed_out=True)
+                                 time.monotonic() - start, timed_out=True,
+                                 errors=(err or b"").decode(errors="replace"))
             return Completed(cmd, proc.returncode, out.decode(errors="replace"),
-                             time.monotonic() - start)
+                             time.monotonic() - start,
+                             errors=(err or b"").decode(errors="replace"))
         next_tick = start + tick_every
         while True:
             now = time.monotonic()

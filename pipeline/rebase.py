@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import apply as apply_mod
-from . import portdiff, proc
+from . import portdiff
 from . import series as series_mod
 from .cache import Cache, default_cache_root, short_hash
 from .errors import BadInput, PipelineError
+from .git import git, git_run
 from .job import PROJECT_ROOT, normalize_series_spec, normalize_tree_spec
 from .junit import write_junit
 from .log import fmt_duration
@@ -68,19 +69,17 @@ def upstream_commits(repo: Path, head: str, file: str, start: int, count: int,
     """Commits up to `head` that changed lines start..start+count of `file` (newest first)."""
     span = f"{since}..{head}" if since else head
     lo, hi = max(1, start), max(1, start) + max(count, 1) - 1
-    cmd = ["git", "log", "--no-patch", f"--max-count={limit}", "--date=short",
-           "--format=%h %ad %an: %s", f"-L{lo},{hi}:{file}", span]
-    done = proc.run(cmd, cwd=repo, timeout=300)
+    done = git_run(repo, "log", "--no-patch", f"--max-count={limit}", "--date=short",
+                   "--format=%h %ad %an: %s", f"-L{lo},{hi}:{file}", span, timeout=300)
     if done.returncode != 0:          # e.g. the range is past the end of the file now
-        cmd = ["git", "log", f"--max-count={limit}", "--date=short", "--format=%h %ad %an: %s",
-               span, "--", file]
-        done = proc.run(cmd, cwd=repo, timeout=300)
+        done = git_run(repo, "log", f"--max-count={limit}", "--date=short",
+                       "--format=%h %ad %an: %s", span, "--", file, timeout=300)
     return [line for line in done.output.splitlines() if line.strip()] \
         if done.returncode == 0 else []
 
 
 def _has_history(repo: Path) -> bool:
-    done = proc.run(["git", "rev-list", "--count", "HEAD"], cwd=repo, timeout=120)
+    done = git_run(repo, "rev-list", "--count", "HEAD", timeout=120)
     return done.returncode == 0 and done.output.strip().isdigit() and int(done.output) > 1
 
 
@@ -112,8 +111,8 @@ def rebase_report(series_spec: str, tree_spec: str, out: Path, log: Logger, *,
     branch = f"pipeline/rebase-{short_hash(series.hash, tree.commit, length=12)}"
     history = _has_history(tree.repo)
     if since:
-        check = proc.run(["git", "rev-parse", "--verify", "--quiet", f"{since}^{{commit}}"],
-                         cwd=tree.repo, timeout=60)
+        check = git_run(tree.repo, "rev-parse", "--verify", "--quiet", f"{since}^{{commit}}",
+                        timeout=60)
         if check.returncode != 0:
             raise BadInput(f"--since {since}: no such commit in {tree.spec}")
     reports: list[PatchReport] = []
@@ -184,12 +183,10 @@ def _range_diff(series: series_mod.Series, old_tree: str, tree: Tree, worktree: 
                          "installed); give --old-tree.")]
     try:
         old = prepare_tree(spec, cache, log)
-        done = proc.run(["git", "format-patch", "--stdout", "--no-signature",
-                         f"{tree.commit}..HEAD"], cwd=worktree, timeout=600)
-        if done.returncode != 0:
-            raise PipelineError(f"git format-patch failed: {done.output.strip()}")
+        mbox = git(worktree, "format-patch", "--stdout", "--no-signature",
+                   f"{tree.commit}..HEAD", timeout=600, what="writing the rebased series")
         applied = [r for r in reports if r.status != CONFLICT]
-        texts = [t for t in series_mod.split_mbox(done.output) if t.strip()]
+        texts = [t for t in series_mod.split_mbox(mbox) if t.strip()]
         patches = [series_mod.Patch(i, series.patches[r.index - 1].name, r.subject, text)
                    for i, (r, text) in enumerate(zip(applied, texts), start=1)]
         rebased = series_mod.Series(f"{series.name} rebased", [tree.version], worktree,

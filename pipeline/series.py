@@ -18,8 +18,9 @@ from pathlib import Path
 
 import yaml
 
-from . import proc, safeyaml
+from . import safeyaml
 from .errors import BadInput
+from .git import git_run
 
 _PATCH_RE = re.compile(r"^(\d{4})-.*\.patch$")
 _SERIES_KEYS = {"name", "base", "link", "description"}
@@ -221,8 +222,8 @@ def split_mbox(text: str) -> list[str]:
         mbox.write_bytes(data)
         parts = work / "parts"
         parts.mkdir()
-        done = proc.run(["git", "mailsplit", "-b", "--keep-cr", f"-o{parts}", "--", str(mbox)],
-                        timeout=MAILSPLIT_TIMEOUT)
+        done = git_run(None, "mailsplit", "-b", "--keep-cr", f"-o{parts}", "--", str(mbox),
+                       timeout=MAILSPLIT_TIMEOUT)
         if done.timed_out:
             raise BadInput(f"git mailsplit timed out after {MAILSPLIT_TIMEOUT:.0f}s")
         if done.returncode != 0:

@@ -22,12 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import git
 import requests
 
-from . import netfetch, proc, safetar
+from . import netfetch, safetar
 from .cache import Cache, short_hash
 from .errors import BadInput, StageFailed
+from .git import git, git_run
 
 Logger = Callable[[str], None]
 MARKER = "pipeline-tree.json"          # in the repo's .git folder: entry complete
@@ -122,30 +122,18 @@ def _source_root(folder: Path) -> Path:
 
 # --- tarball trees ----------------------------------------------------------------------------
 
-def _git(args: list[str], cwd: Path, what: str, timeout: float = GIT_TIMEOUT) -> str:
-    """Run git in its own process group (killed on interrupt); StageFailed on failure."""
-    done = proc.run(["git", *args], cwd=cwd, timeout=timeout)
-    if done.returncode != 0:
-        why = f"timed out after {timeout:.0f}s" if done.timed_out else done.output.strip()
-        raise StageFailed(f"git {args[0]} failed while {what}: {why}")
-    return done.output
-
-
 def _commit_baseline(src: Path, version: str, source: str) -> str:
-    repo = git.Repo.init(src)
-    try:
-        with repo.config_writer() as cfg:
-            cfg.set_value("user", "name", "kernel-pipeline")
-            cfg.set_value("user", "email", "kernel-pipeline@localhost")
-            cfg.set_value("gc", "auto", "0")
-        what = f"committing the baseline of {source}"
-        _git(["add", "--force", "--all", "."], src, what)
-        _git(["commit", "--quiet", "--no-verify", "-m",
-              BASELINE_MESSAGE.format(version=version, source=source)], src, what)
-        repo.create_tag("baseline")
-        return repo.head.commit.hexsha
-    finally:
-        repo.close()
+    """Make `src` a repository with one commit of everything, tagged `baseline`; its id."""
+    what = f"committing the baseline of {source}"
+    git(src, "init", "--quiet", what=what)
+    for key, value in (("user.name", "kernel-pipeline"),
+                       ("user.email", "kernel-pipeline@localhost"), ("gc.auto", "0")):
+        git(src, "config", key, value, what=what)
+    git(src, "add", "--force", "--all", ".", timeout=GIT_TIMEOUT, what=what)
+    git(src, "commit", "--quiet", "--no-verify", "-m",
+        BASELINE_MESSAGE.format(version=version, source=source), timeout=GIT_TIMEOUT, what=what)
+    git(src, "tag", "baseline", what=what)
+    return git(src, "rev-parse", "--verify", "HEAD^{commit}", what=what).strip()
 
 
 def _head(repo: Path) -> str:
@@ -153,7 +141,7 @@ def _head(repo: Path) -> str:
     if not (repo / ".git").exists():
         return ""
     try:
-        done = proc.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=repo, timeout=60)
+        done = git_run(repo, "rev-parse", "--verify", "-q", "HEAD", timeout=60)
     except OSError:
         return ""
     return done.output.strip() if done.returncode == 0 else ""
@@ -318,21 +306,33 @@ class UserCheckout:
         return f"git-{_slug(self.path.name)}-{short_hash(str(self.common_dir))}"
 
 
+def _repository_at(path: Path) -> Path | None:
+    """The common git folder of the repository whose top (work tree or bare repository) is
+    `path`, or None: a folder that is only somewhere inside a repository is not one."""
+    if not path.is_dir():
+        return None
+    probe = git_run(path, "rev-parse", "--is-bare-repository", "--show-cdup", "--git-dir",
+                    "--git-common-dir", timeout=60)
+    lines = probe.output.splitlines()
+    if probe.returncode != 0 or len(lines) not in (3, 4):
+        return None
+    bare, git_dir, common = lines[0], lines[-2], lines[-1]
+    top = Path(git_dir) if bare == "true" else path / (lines[1] if len(lines) == 4 else "")
+    if (path / top).resolve() != path.resolve():
+        return None
+    return (path / common).resolve()
+
+
 def resolve_checkout(path: Path, rev: str, spec: str) -> UserCheckout:
     """The commit `rev` of the user's checkout `path`; BadInput when either is not there."""
-    try:
-        user = git.Repo(path)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise BadInput(f"tree {spec}: {path} is neither a tarball nor a git checkout") from None
-    try:
-        try:
-            sha = user.commit(rev).hexsha
-        except (git.BadName, ValueError, git.GitCommandError):
-            raise BadInput(f"tree {spec}: no commit {rev!r} in {path}") from None
-        common = Path(user.common_dir).resolve()
-    finally:
-        user.close()
-    return UserCheckout(path, sha, common)
+    common = _repository_at(path)
+    if common is None:
+        raise BadInput(f"tree {spec}: {path} is neither a tarball nor a git checkout")
+    done = git_run(path, "rev-parse", "--verify", "--quiet", "--end-of-options",
+                   f"{rev}^{{commit}}", timeout=60)
+    if done.returncode != 0 or not done.output.strip():
+        raise BadInput(f"tree {spec}: no commit {rev!r} in {path}")
+    return UserCheckout(path, done.output.strip().splitlines()[0], common)
 
 
 def user_clone(user: UserCheckout, cache: Cache, log: Logger) -> tuple[Path, str]:
@@ -346,15 +346,15 @@ def user_clone(user: UserCheckout, cache: Cache, log: Logger) -> tuple[Path, str
     if not (clone / ".git" / MARKER).is_file():
         shutil.rmtree(clone, ignore_errors=True)
         log(f"  cloning {user.path} into the cache (--shared --no-checkout, read-only)")
-        _git(["clone", "--shared", "--no-checkout", "--quiet", str(user.path), str(clone)],
-             trees, f"cloning {user.path}")
+        git(trees, "clone", "--shared", "--no-checkout", "--quiet", str(user.path), str(clone),
+            timeout=GIT_TIMEOUT, what=f"cloning {user.path}")
         (clone / ".git" / MARKER).write_text(json.dumps({"source": str(user.path)}))
     return clone, key
 
 
 def commit_version(repo: Path, sha: str) -> str:
     """The kernel version of commit `sha`, from its top Makefile (read with git show)."""
-    done = proc.run(["git", "show", f"{sha}:Makefile"], cwd=repo, timeout=60)
+    done = git_run(repo, "show", f"{sha}:Makefile", timeout=60)
     if done.returncode != 0:
         raise BadInput(f"commit {sha[:12]} in {repo} has no top-level Makefile: "
                        "not a kernel tree")
@@ -379,10 +379,10 @@ def tree_from_git(path: Path, rev: str, cache: Cache, log: Logger, spec: str) ->
                 if checkout.exists():
                     log(f"  removing unfinished checkout {checkout}")
                     shutil.rmtree(checkout, ignore_errors=True)
-                _git(["worktree", "prune"], clone, "pruning worktrees")
+                git(clone, "worktree", "prune", timeout=GIT_TIMEOUT, what="pruning worktrees")
                 log(f"  checking out {sha[:12]} in {checkout}")
-                _git(["worktree", "add", "--detach", "--force", str(checkout), sha], clone,
-                     f"checking out {sha[:12]}")
+                git(clone, "worktree", "add", "--detach", "--force", str(checkout), sha,
+                    timeout=GIT_TIMEOUT, what=f"checking out {sha[:12]}")
                 version = read_version(checkout)
                 done.parent.mkdir(exist_ok=True)
                 done.write_text(version)

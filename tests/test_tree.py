@@ -2,9 +2,8 @@ import os
 import tarfile
 from pathlib import Path
 
-import git as gitpython
 import pytest
-from conftest import add_member, make_tarball, snapshot, write_fake_kernel
+from conftest import add_member, git, make_tarball, snapshot, write_fake_kernel
 
 from pipeline import tree as T
 from pipeline.cache import Cache
@@ -62,12 +61,15 @@ def test_tree_from_tarball_commits_everything_despite_debian_gitignore(tmp_path,
     lines: list[str] = []
     tree = T.prepare_tree(str(fake_kernel_tarball), cache, lines.append)
     assert tree.version == "6.1.99"
-    repo = gitpython.Repo(tree.repo)
-    files = set(repo.git.ls_files().split())
+    files = set(git(tree.repo, "ls-files").split())
     assert {"Makefile", "Kconfig", "kernel/cgroup.c", ".gitignore"} <= files
-    assert "force" in repo.head.commit.message and "/*" in repo.head.commit.message
-    assert repo.tags[0].name == "baseline" and repo.tags[0].commit.hexsha == tree.commit
-    assert repo.git.status("--porcelain") == ""
+    message = git(tree.repo, "log", "-1", "--format=%B")
+    assert "force" in message and "/*" in message
+    assert git(tree.repo, "tag").split() == ["baseline"]
+    assert git(tree.repo, "rev-parse", "baseline^{commit}").strip() == tree.commit
+    assert git(tree.repo, "rev-parse", "HEAD").strip() == tree.commit
+    assert git(tree.repo, "status", "--porcelain") == ""
+    assert git(tree.repo, "config", "gc.auto").strip() == "0"
     assert not list((tmp_path / "cache" / "trees").glob(".tmp-*"))
     # second time: reused, not extracted again
     lines.clear()
