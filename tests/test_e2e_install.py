@@ -79,6 +79,9 @@ def test_the_installed_package_is_not_the_checkout(installed):
     done = installed.run("python", "-c", "import pipeline; print(pipeline.__file__)")
     assert done.returncode == 0
     assert Path(done.stdout.strip()).is_relative_to(installed.site)
+    # git runs as the git program (pipeline/git.py): GitPython is no dependency any more
+    done = installed.run("python", "-c", "import importlib.util as u; print(u.find_spec('git'))")
+    assert done.stdout.strip() == "None"
 
 
 def test_run_help_names_the_installed_default_job_data(installed):
