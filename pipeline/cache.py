@@ -61,7 +61,8 @@ class Cache:
                         raise StageFailed(f"gave up after {waited:.0f}s waiting for the lock on "
                                           f"{what} ({path})") from None
                     if said < 0 or waited - said >= 30:
-                        log(f"waiting for another pipeline run to finish with {what} "
+                        say = getattr(log, "notice", log)   # shown also with -q
+                        say(f"waiting for another pipeline run to finish with {what} "
                             f"(lock {path})")
                         said = waited
                     time.sleep(poll)

@@ -30,28 +30,52 @@ def rerun_line(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | No
     return line
 
 
+QUIET, NORMAL, VERBOSE = -1, 0, 1   # Log.verbosity: -q, default, -v
+
+
 @dataclass
 class Log:
-    """Callable logger: `log("text")` prints `[  12.3s] text`."""
+    """Callable logger: `log("text")` prints `[  12.3s] text`.
+
+    `verbosity` (the command line's -v/-q): `log()` lines show at NORMAL and above,
+    `log.debug()` lines only at VERBOSE and above, `log.error()` lines always but below
+    QUIET (-qq)."""
 
     stream: TextIO = field(default_factory=lambda: sys.stdout)
     start: float = field(default_factory=time.monotonic)
+    verbosity: int = NORMAL
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
 
-    def __call__(self, message: str) -> None:
+    def _write(self, message: str) -> None:
         prefix = f"[{self.elapsed():7.1f}s] "
         for line in str(message).splitlines() or [""]:
             self.stream.write(prefix + line + "\n")
         self.stream.flush()
+
+    def __call__(self, message: str) -> None:
+        if self.verbosity >= NORMAL:
+            self._write(message)
+
+    def debug(self, message: str) -> None:
+        """Details only -v asks for (e.g. the whole QEMU command line)."""
+        if self.verbosity >= VERBOSE:
+            self._write(message)
+
+    def error(self, message: str) -> None:
+        """What went wrong: shown also with -q (only -qq hides it)."""
+        if self.verbosity >= QUIET:
+            self._write(message)
+
+    notice = error   # a verdict or a wait the user must know of: shown also with -q
 
     def stage(self, variant: str, stage: str, status: str, duration: float, reason: str = "") -> None:
         """`build patched: ok (2m31s)` / `build patched: FAILED (4.1s): reason`."""
         text = f"{stage} {variant}: {status} ({fmt_duration(duration)})"
         if reason:
             text += f": {reason}"
-        self(text)
+        (self(text) if status == "ok" else self.error(text))
 
     def rerun(self, cmd: list[str], cwd: Path | None = None,
               env: dict[str, str] | None = None) -> None:
