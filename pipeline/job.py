@@ -228,6 +228,18 @@ class _Checker:
             raise self.fail(key, f"must be a positive integer, not {value!r}")
         return value
 
+    def memory(self, value: Any, key: str) -> str:
+        problem = memory_problem(value)
+        if problem:
+            raise self.fail(key, problem)
+        return str(value)
+
+    def cpus(self, value: Any, key: str) -> int:
+        problem = cpus_problem(value)
+        if problem:
+            raise self.fail(key, problem)
+        return value
+
     def count(self, value: Any, key: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise self.fail(key, f"must be a whole number >= 0, not {value!r}")
@@ -285,6 +297,36 @@ def _guest_root(check: _Checker, value: Any, base: Path) -> Path | None:
     if not path.is_dir():
         raise check.fail("qemu.root", f"{value!r} is not a folder ({path})")
     return path
+
+
+# QEMU's -m: a size in MiB, or with a K/M/G/T suffix (1G, 512M, 1.5G).
+_MEMORY_RE = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[KMGT]?", re.IGNORECASE)
+_MEMORY_UNITS = {"": 1 << 20, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+MIN_MEMORY = 16 << 20     # bytes: less than this boots no kernel of ours
+MAX_CPUS = 255            # QEMU's q35/pc limit without x2apic
+
+
+def memory_problem(value: Any) -> str | None:
+    """None when `value` is a guest memory size as QEMU's -m takes it (qemu.memory, --memory),
+    else what is wrong with it."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return f"must be a size such as 1G or 512M, not {_type(value)}"
+    text = str(value)
+    if not _MEMORY_RE.fullmatch(text):
+        return (f"{text!r} is not a size: a number of MiB or one with a K/M/G/T suffix "
+                "(1G, 512M)")
+    unit = text[-1].lower() if text[-1].isalpha() else ""
+    size = float(text.rstrip("KMGTkmgt")) * _MEMORY_UNITS[unit]
+    if size < MIN_MEMORY:
+        return f"{text!r} is too small: at least 16M"
+    return None
+
+
+def cpus_problem(value: Any) -> str | None:
+    """None when `value` is a guest CPU count (qemu.smp, --cpus), else what is wrong."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_CPUS:
+        return f"must be a positive integer (1 to {MAX_CPUS} CPUs), not {value!r}"
+    return None
 
 
 def _type(value: Any) -> str:
@@ -494,8 +536,8 @@ def _qemu(check: _Checker, raw_q: dict[str, Any], base: Path) -> QemuSettings:
         check.report(check.fail("qemu.accel", f"{accel!r}: must be one of {', '.join(ACCELS)}"))
         accel = defaults_q.accel
     return QemuSettings(
-        memory=check.attempt(check.string, memory, "qemu.memory", default=defaults_q.memory),
-        smp=check.attempt(check.integer, raw_q.get("smp", defaults_q.smp), "qemu.smp",
+        memory=check.attempt(check.memory, memory, "qemu.memory", default=defaults_q.memory),
+        smp=check.attempt(check.cpus, raw_q.get("smp", defaults_q.smp), "qemu.smp",
                           default=defaults_q.smp),
         accel=accel,
         kernel_args=_kernel_words(check, raw_q.get("kernel_args")),
@@ -551,6 +593,8 @@ class Overrides:
     tree_sha256: str | None = None
     kselftest: bool | None = None                       # --kselftest / --no-kselftest
     insecure_http: bool | None = None                   # --insecure-http
+    memory: str | None = None                           # --memory: qemu.memory
+    cpus: str | None = None                             # --cpus: qemu.smp (text from argv)
 
 
 def apply_overrides(job: Job, flags: Overrides, cwd: Path | None = None) -> Job:
@@ -600,6 +644,9 @@ def apply_overrides(job: Job, flags: Overrides, cwd: Path | None = None) -> Job:
         if flags.accel not in ACCELS:
             raise BadInput(f"--accel {flags.accel}: must be one of {', '.join(ACCELS)}")
         changes["qemu"] = replace(job.qemu, accel=flags.accel)
+    qemu_changes = machine_overrides(flags.memory, flags.cpus)
+    if qemu_changes:
+        changes["qemu"] = replace(changes.get("qemu", job.qemu), **qemu_changes)
     if flags.variants:
         known = [v.name for v in job.variants]
         for name in flags.variants:
@@ -626,6 +673,24 @@ def apply_overrides(job: Job, flags: Overrides, cwd: Path | None = None) -> Job:
                        "tree_sha256), use https, or accept the risk with --insecure-http "
                        "(job key tree_insecure_http: true)")
     return merged
+
+
+def machine_overrides(memory: str | None, cpus: str | None) -> dict[str, Any]:
+    """The QemuSettings fields set by --memory and --cpus, checked as qemu.memory and
+    qemu.smp are in a job file; BadInput naming the flag otherwise."""
+    changes: dict[str, Any] = {}
+    if memory is not None:
+        problem = memory_problem(memory)
+        if problem:
+            raise BadInput(f"--memory {memory}: {problem}")
+        changes["memory"] = memory
+    if cpus is not None:
+        count: Any = int(cpus) if re.fullmatch(r"[+-]?[0-9]+", cpus.strip()) else cpus
+        problem = cpus_problem(count)
+        if problem:
+            raise BadInput(f"--cpus {cpus}: {problem}")
+        changes["smp"] = count
+    return changes
 
 
 def seconds_arg(text: str) -> float:
