@@ -44,6 +44,17 @@ def request_json(python: Path, plugin_dir: Path, tests: list[Path]) -> str:
                        "tests": [str(t) for t in tests]}, indent=1)
 
 
+def command_request_json(python: Path, plugin_dir: Path, *, command: list[str] | None = None,
+                         cwd: str = "", term: str = "", hostname: str = "",
+                         size: tuple[int, int] = (0, 0)) -> str:
+    """request.json of an exec (`command`) or shell boot (pipeline.mode= on the kernel
+    command line says which): the command's argv, the host's working folder, $TERM, the
+    guest's host name and the terminal's rows and columns."""
+    return json.dumps({"python": str(python), "plugin_dir": str(plugin_dir), "tests": [],
+                       "command": list(command or []), "cwd": cwd, "term": term,
+                       "hostname": hostname, "size": list(size)}, indent=1)
+
+
 def _depth(value: Any, limit: int) -> int:
     """Nesting depth of a decoded JSON value, stopping once it passes `limit`."""
     stack = [(value, 1)]
@@ -116,6 +127,10 @@ def _checked(data: Any) -> Event | None:
         code = data.get("exit")
         return Event(kind, {"exit": code if isinstance(code, int)
                             and not isinstance(code, bool) else None})
+    if kind == "exit":
+        status = data.get("status")
+        return Event(kind, {"status": status if isinstance(status, int)
+                            and not isinstance(status, bool) and 0 <= status <= 255 else None})
     if kind == "init-error":
         return Event(kind, {"details": _text(data.get("details")) or "guest init failed"})
     if kind == "ready":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import safeyaml
@@ -30,6 +30,7 @@ class Machine:
     probe_seconds: float
     probe_memory: str
     probe_banner: str
+    interactive_serial: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path = DATA) -> Machine:
@@ -46,7 +47,8 @@ class Machine:
                 kernel_args=[str(a) for a in raw["kernel_args"]],
                 probe_seconds=float(raw["probe_seconds"]),
                 probe_memory=str(raw.get("probe_memory", "256M")),
-                probe_banner=str(raw.get("probe_banner", "Linux version")))
+                probe_banner=str(raw.get("probe_banner", "Linux version")),
+                interactive_serial=[str(a) for a in raw.get("interactive_serial") or []])
         except (OSError, KeyError, TypeError, ValueError) as exc:
             raise BadInput(f"{path}: bad QEMU settings file: {exc!r}") from exc
 
@@ -78,14 +80,16 @@ def fsdev_escape(value: str) -> str:
 def guest_argv(machine: Machine, binary: str, kernel: Path, *, accel: str, memory: str,
                smp: int, init: list[str] | None, out_share: Path | None,
                kernel_args: list[str], qemu_args: list[str],
-               root: str | None = None) -> list[str]:
+               root: str | None = None, interactive: bool = False) -> list[str]:
     """The whole QEMU argv (a list: nothing goes through a shell).
 
     `init` is the guest's PID 1 as an argv: its first word becomes `init=`, the rest are
     handed to it after `--` on the kernel command line (the kernel passes everything after
     `--` to init). The job's kernel_args come after the machine's, before `--`, so a job
     may override any of them (the kernel keeps the last value of a parameter). `root` is
-    the host folder exported as the guest's / (default: the machine's, the host's /)."""
+    the host folder exported as the guest's / (default: the machine's, the host's /).
+    `interactive` (pipeline shell): the machine's interactive_serial instead of its
+    `-serial stdio`, so that Ctrl-C goes to the guest."""
     append = list(machine.kernel_args)
     if init:
         append.append(f"init={init[0]}")
@@ -97,8 +101,11 @@ def guest_argv(machine: Machine, binary: str, kernel: Path, *, accel: str, memor
             raise BadInput(f"kernel command line word {word!r} is empty or has white space "
                            "(the kernel splits its command line at spaces)")
     root_path = fsdev_escape(root or machine.root_path)
+    machine_args = list(machine.machine_args)
+    if interactive and machine.interactive_serial:
+        machine_args = _replace_serial(machine_args, machine.interactive_serial)
     argv = [binary, "-accel", accel, *machine.accel_args.get(accel, []),
-            "-m", memory, "-smp", str(smp), *machine.machine_args,
+            "-m", memory, "-smp", str(smp), *machine_args,
             "-kernel", str(kernel),
             "-fsdev", f"local,id=rootfs,path={root_path},{machine.root_options}",
             "-device", f"virtio-9p-pci,fsdev=rootfs,mount_tag={machine.root_tag}"]
@@ -108,3 +115,11 @@ def guest_argv(machine: Machine, binary: str, kernel: Path, *, accel: str, memor
                  "-device", f"virtio-9p-pci,fsdev=outfs,mount_tag={machine.out_tag}"]
     argv += ["-append", " ".join(append), *qemu_args]
     return argv
+
+
+def _replace_serial(args: list[str], serial: list[str]) -> list[str]:
+    """`args` with its `-serial stdio` replaced by `serial` (appended if there is none)."""
+    for i in range(len(args) - 1):
+        if args[i] == "-serial" and args[i + 1] == "stdio":
+            return [*args[:i], *serial, *args[i + 2:]]
+    return [*args, *serial]
