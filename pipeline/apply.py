@@ -186,6 +186,15 @@ def _reset_worktree(repo: Path, worktree: Path, branch: str, base: str, log: Log
     git(repo, "worktree", "add", "--force", "-B", branch, str(worktree), base, timeout=1800)
 
 
+def applied_already(tree: Tree, series: Series, cache: Cache) -> ApplyResult | None:
+    """The recorded result when the series' worktree is still exactly what a successful
+    apply left (read-only: takes no lock, changes nothing); None otherwise."""
+    key = worktree_key(tree, series)
+    worktree = cache.root / "worktrees" / key
+    return _load_reusable(worktree, worktree.with_name(key + ".json"), tree.commit,
+                          series.hash)
+
+
 def apply_series(tree: Tree, series: Series, cache: Cache, log: Logger,
                  timeout: float = 600.0) -> ApplyResult:
     """Apply `series` on the tree's baseline commit; never raises for a conflict (see result)."""

@@ -10,8 +10,11 @@ published complete.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import shutil
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -69,6 +72,7 @@ class _Run:
     accel: str | None = None                  # result of the KVM probe, once per run
     current: tuple[VariantReport, str, float] | None = None   # stage now running
     build_only: bool = False                  # stop after the build (pipeline bench)
+    reuse_ready: bool = False                 # skip configure + build for a recorded kernel
     kselftest: dict[str, list] = field(default_factory=dict)  # variant -> selftest results
     kselftest_kernels: dict[str, _KselftestKernel] = field(default_factory=dict)
     kselftest_comp: dict[str, object] = field(default_factory=dict)  # variant -> Comparison
@@ -207,6 +211,113 @@ def _build_stage(run: _Run, vr: VariantReport, src: Path, src_key: str,
             run.log.rerun(result.command, env=result.env)
         stage.cases.append(case)
     return out / "bzImage"
+
+
+# --- ready kernels: configure + build skipped when nothing they read changed ---------------------
+
+_READY_CODE = ("kconfig.py", "build.py")   # the pipeline code that makes a kernel of its inputs
+
+
+def _ready_inputs(run: _Run, variant: Variant, tree: Tree, src: Path) -> str | None:
+    """A digest of everything configure and build read: the sources (HEAD of a clean
+    checkout), base_config, every fragment's bytes, the tree version, the compiler and the
+    pipeline's own configure/build code. None when it cannot be told (a dirty or odd
+    checkout): then the stages run as always."""
+    try:
+        head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=60, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True,
+                               timeout=300, check=True).stdout.strip()
+        cc = subprocess.run(["gcc", "--version"], capture_output=True, text=True, timeout=30,
+                            check=False).stdout.splitlines()[:1]
+        here = Path(__file__).parent
+        data = {
+            "src": str(src), "head": head, "base_config": run.job.base_config,
+            "version": tree.version, "cc": cc,
+            "fragments": [[str(f), hashlib.sha256(f.read_bytes()).hexdigest()]
+                          for f in [*run.job.kconfig, *variant.kconfig_extra]],
+            "code": [hashlib.sha256((here / name).read_bytes()).hexdigest()
+                     for name in _READY_CODE]}
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    if dirty or not head:
+        return None
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _ready_record(run: _Run, src_key: str, inputs: str) -> Path:
+    return run.cache.dir("ready") / f"{src_key}-{inputs[:24]}.json"
+
+
+def _file_sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _record_ready(run: _Run, src_key: str, inputs: str | None, config: kconfig.ConfigResult,
+                  kernel: Path) -> None:
+    """After a good build: which image these inputs made (pipeline shell/exec reuse it)."""
+    if inputs is None or not kernel.is_file():
+        return
+    build_dir = run.cache.dir("builds") / f"{src_key}-{config.config_hash[:12]}"
+    image = build_dir / "arch" / "x86" / "boot" / "bzImage"
+    try:
+        data = {"inputs": inputs, "build_dir": str(build_dir), "image": str(image),
+                "sha256": _file_sha256(kernel), "config_hash": config.config_hash}
+        record = _ready_record(run, src_key, inputs)
+        tmp = record.with_name(record.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        tmp.replace(record)
+    except OSError as exc:
+        run.log(f"  could not record the ready kernel: {exc}")
+
+
+def _ready_kernel(run: _Run, vr: VariantReport, src_key: str, inputs: str | None,
+                  out: Path) -> Path | None:
+    """OUT/<variant>/bzImage from the build folder when a build of exactly these inputs is
+    recorded and its image is still the one it made (a later build in that folder replaces
+    it); None otherwise. The configure and build stages are then reported as reused."""
+    if inputs is None:
+        return None
+    record = _ready_record(run, src_key, inputs)
+    try:
+        data = json.loads(record.read_text())
+        image, build_dir = Path(data["image"]), Path(data["build_dir"])
+        with run.cache.lock(f"build-{build_dir.name}", f"build folder {build_dir}", run.log):
+            if data.get("inputs") != inputs or _file_sha256(image) != data.get("sha256"):
+                return None
+            shutil.copyfile(image, out / "bzImage")
+            if (build_dir / ".config").is_file():
+                shutil.copyfile(build_dir / ".config", out / "config")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    vr.properties["config_hash"] = str(data.get("config_hash", ""))
+    for name in ("configure", "build"):
+        vr.stages.append(Stage(name, [Case(name, PASSED, message=f"reused: {image}")],
+                               started=time.time()))
+    run.log(f"configure + build {vr.name}: reused the kernel built from the same inputs "
+            f"({build_dir.name})")
+    return out / "bzImage"
+
+
+def _ready_without_lock(run: _Run, vr: VariantReport, variant: Variant, tree: Tree,
+                        series: series_mod.Series | None, src_key: str,
+                        out: Path) -> Path | None:
+    """pipeline shell/exec: the recorded kernel of these exact inputs, found without the
+    sources lock (a run building another variant of the same sources holds it for minutes);
+    safe because the image is only taken when its sha256 is the one the build recorded."""
+    src = tree.checkout
+    if series is not None:
+        applied = apply_mod.applied_already(tree, series, run.cache)
+        if applied is None:
+            return None
+        src = applied.worktree
+    kernel = _ready_kernel(run, vr, src_key, _ready_inputs(run, variant, tree, src), out)
+    if kernel is not None and series is not None:
+        vr.stages.insert(0, Stage("apply", [Case("apply", PASSED,
+                                                 message=f"reused: {src}")]))
+    return kernel
 
 
 def _boot_settings(run: _Run, variant: Variant, boot):  # boot: the late-imported module
@@ -443,12 +554,19 @@ def _run_variant(run: _Run, variant: Variant, tree: Tree,
             src_key = apply_mod.worktree_key(tree, series)
         else:
             src_key = f"{tree.key}-baseline"
-        with run.cache.lock(f"src-{src_key}", f"sources {src_key}", run.log):
-            src = tree.checkout
-            if uses_series and series is not None:
-                src = _apply_stage(run, vr, tree, series)
-            config = _configure_stage(run, vr, variant, tree, src, src_key, out)
-            kernel = _build_stage(run, vr, src, src_key, config, out)
+        kernel = _ready_without_lock(run, vr, variant, tree, series if uses_series else None,
+                                     src_key, out) if run.reuse_ready else None
+        if kernel is not None:
+            src = tree.checkout   # only the selftests would need it: never after reuse_ready
+        else:
+            with run.cache.lock(f"src-{src_key}", f"sources {src_key}", run.log):
+                src = tree.checkout
+                if uses_series and series is not None:
+                    src = _apply_stage(run, vr, tree, series)
+                inputs = _ready_inputs(run, variant, tree, src)
+                config = _configure_stage(run, vr, variant, tree, src, src_key, out)
+                kernel = _build_stage(run, vr, src, src_key, config, out)
+                _record_ready(run, src_key, inputs, config, kernel)
         if not run.build_only:
             _boot_stages(run, vr, variant, kernel, out)
             if run.job.kselftest.enabled and variant.name in run.job.kselftest.variants:
@@ -596,7 +714,53 @@ def _finish(run: _Run, start: float) -> int:
     for vr in run.report.variants:
         line = ", ".join(f"{s.name} {s.status}" for s in vr.stages)
         run.log(f"variant {vr.name}: {line}")
-    run.log(f"wrote {run.job.out / 'junit.xml'}, summary.json and {kcidb.FILE_NAME}; exit {code} "
-            f"({fmt_duration(time.monotonic() - start)})")
+    run.log.notice(f"wrote {run.job.out / 'junit.xml'}, summary.json and {kcidb.FILE_NAME}; "
+                   f"exit {code} ({fmt_duration(time.monotonic() - start)})")
     return code
 
+
+
+# --- one kernel for pipeline shell / exec -------------------------------------------------------
+
+@dataclass
+class BuiltKernel:
+    """A variant's kernel, built (or found in the cache) by the stages of a run."""
+
+    image: Path                   # OUT/<variant>/bzImage
+    variant: Variant
+    settings: object              # boot.BootSettings: the machine the tests boot
+    version: str                  # the tree's kernel version
+
+
+def build_variant(job: Job, log: Log) -> BuiltKernel:
+    """tree, apply, configure and build of the job's one variant: the very stages of
+    run_job (so the same cache entries: a kernel a run built is reused, a no-op build), but
+    no reports are written and nothing is booted. The first failed stage raises its error
+    (StageFailed / BadInput, InternalError for a bug), with its details."""
+    from . import boot
+    from .errors import InternalError
+
+    if len(job.variants) != 1:
+        raise BadInput(f"build_variant: one variant, not {len(job.variants)}")
+    variant = job.variants[0]
+    cache = Cache(job.cache_dir or default_cache_root())
+    run = _Run(job, cache, log, RunReport(started=time.time()), build_only=True,
+               reuse_ready=True)
+    uses_series = bool(variant.series and job.series)
+    choice = series_mod.locate(job.series, PROJECT_ROOT) if uses_series else None
+    t0 = time.monotonic()
+    tree = prepare_tree(job.tree, cache, log, job.tree_sha256)
+    log(f"tree {tree.spec}: ok ({fmt_duration(time.monotonic() - t0)}), kernel {tree.version}")
+    series = series_mod.pick(choice, tree.version) if choice else None
+    _run_variant(run, variant, tree, series)
+    vr = run.report.variants[0]
+    for stage in vr.stages:
+        bad = next((c for c in stage.cases if c.status in (FAILED, ERROR)), None)
+        if bad is not None:
+            said = bad.message.startswith((f"{stage.name} ", f"{stage.name}:"))
+            message = bad.message if said else f"{stage.name} failed: {bad.message}"
+            if run.report.internal_error:
+                raise InternalError(message, bad.details)
+            raise StageFailed(message, bad.details)
+    return BuiltKernel(job.out / variant.name / "bzImage", variant,
+                       _boot_settings(run, variant, boot), tree.version)
