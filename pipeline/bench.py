@@ -376,24 +376,37 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--job", type=Path, metavar="FILE",
                    help="job whose baseline and patched variants are built (default job)")
     p.add_argument("--tree", metavar="SPEC", help="tree of those builds (default debian:6.1)")
-    p.add_argument("--out", type=Path, default=Path("out/bench"), metavar="DIR")
+    p.add_argument("--out", type=Path, default=Path("out/bench"), metavar="DIR",
+                   help="folder for bench.json, bench.md, bench.png (default %(default)s)")
     d = BenchParams()
     p.add_argument("--n", type=int, default=d.n, help="concurrent creators (default %(default)s)")
-    p.add_argument("--reps", type=int, default=d.reps)
+    p.add_argument("--reps", type=int, default=d.reps,
+                   help="repetitions of every scenario (default %(default)s)")
     p.add_argument("--load", type=float, default=d.load,
                    help="background busy share of every vCPU (default %(default)s)")
-    p.add_argument("--period-ms", type=float, default=d.period_ms)
+    p.add_argument("--period-ms", type=float, default=d.period_ms,
+                   help="duty-cycle period of the background load, ms (default %(default)s)")
     p.add_argument("--pool-small", type=int, default=d.pool_small,
                    help="pool size of the pool-small scenario (default N/4)")
-    p.add_argument("--ops", default=d.ops)
-    p.add_argument("--workers", choices=("processes", "threads"), default=d.workers)
-    p.add_argument("--controller", default=d.controller)
-    p.add_argument("--supply-delay-ms", type=int, default=d.supply_delay_ms)
+    p.add_argument("--ops", default=d.ops,
+                   help="comma list of the timed operations, mkdir required "
+                        "(default %(default)s)")
+    p.add_argument("--workers", choices=("processes", "threads"), default=d.workers,
+                   help="creators as processes or as threads of one process "
+                        "(default %(default)s)")
+    p.add_argument("--controller", default=d.controller,
+                   help="v1 controller list the guest mounts, or auto (the first usable; "
+                        "default %(default)s)")
+    p.add_argument("--supply-delay-ms", type=int, default=d.supply_delay_ms,
+                   help="set kernel.cgroup_supply_delay_time for the run (-1: leave the "
+                        "kernel's default)")
     p.add_argument("--timeout", type=seconds_arg, default=d.timeout,
                    help="seconds for one kernel's guest session")
-    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
-    p.add_argument("--smp", type=int, default=2)
-    p.add_argument("--memory", default="1G")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
+                   help="QEMU accelerator (default %(default)s: KVM when usable)")
+    p.add_argument("--smp", type=int, default=2, help="guest CPUs (default %(default)s)")
+    p.add_argument("--memory", default="1G",
+                   help="guest memory as QEMU's -m takes it (default %(default)s)")
     p.add_argument("--python", type=Path, default=Path(sys.executable),
                    help="interpreter the guest runs the benchmark with")
     p.set_defaults(func=cmd_bench)

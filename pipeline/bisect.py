@@ -264,8 +264,10 @@ def _common_args(p: argparse.ArgumentParser) -> None:
                         "patched-debug for lockdep (default: the first that fits)")
     p.add_argument("--kconfig", action="append", default=[], metavar="FRAGMENT",
                    help="extra kconfig fragment (repeatable)")
-    p.add_argument("--accel", choices=("auto", "kvm", "tcg"))
-    p.add_argument("--cache-dir", metavar="DIR")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"),
+                   help="QEMU accelerator (default: the job's; auto probes KVM)")
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="cache folder (default: $KERNEL_PIPELINE_CACHE or ~/.cache/kernel-pipeline)")
     p.add_argument("--out", metavar="DIR",
                    help="output folder (default: in the cache, never in the checkout)")
 
@@ -285,8 +287,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     bis.add_argument("--tree", metavar="PATH", default=".",
                      help="the user's kernel checkout (default: .); only read")
-    bis.add_argument("--good", required=True, metavar="REV")
-    bis.add_argument("--bad", required=True, metavar="REV")
+    bis.add_argument("--good", required=True, metavar="REV",
+                     help="a commit of --tree where the test passes")
+    bis.add_argument("--bad", required=True, metavar="REV",
+                     help="a commit of --tree where the test fails")
     _common_args(bis)
     bis.set_defaults(func=_cmd_bisect)
 

@@ -217,14 +217,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--job", type=Path, metavar="FILE", help="job file (default: embedded)")
     p.add_argument("--tree", metavar="SPEC", help="tree (as for pipeline run)")
     p.add_argument("--series", metavar="SPEC", help="series name, folder or mbox")
-    p.add_argument("--kconfig", action="append", default=[], metavar="FRAGMENT")
+    p.add_argument("--kconfig", action="append", default=[], metavar="FRAGMENT",
+                   help="extra kconfig fragment for the builds (repeatable)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: out/)")
-    p.add_argument("--cache-dir", metavar="DIR")
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="cache folder (default: $KERNEL_PIPELINE_CACHE or ~/.cache/kernel-pipeline)")
     p.add_argument("--no-baseline", dest="baseline", action="store_false",
                    help="do not build the tree without the series first")
     p.add_argument("--no-build", dest="build", action="store_false",
                    help="only apply and checkpatch")
-    p.add_argument("--no-checkpatch", dest="checkpatch", action="store_false")
+    p.add_argument("--no-checkpatch", dest="checkpatch", action="store_false",
+                   help="do not run the tree's scripts/checkpatch.pl on the patches")
     p.add_argument("--strict", action="store_true", help="checkpatch warnings fail too")
     p.set_defaults(func=_cmd)
 

@@ -1,9 +1,11 @@
-"""Command line: `pipeline run [flags]` (room for more subcommands)."""
+"""Command line: `pipeline run [flags]`, `pipeline shell`, `pipeline exec -- CMD`, and the tools
+below (`pipeline COMMAND --help` for each)."""
 
 from __future__ import annotations
 
 import argparse
 import errno
+import importlib.metadata
 import os
 import shlex
 import shutil
@@ -16,6 +18,7 @@ from . import (
     bench,
     bisect,
     checkseries,
+    devloop,
     intake,
     junit_summary,
     kconfig,
@@ -39,17 +42,19 @@ from .job import (
     check_guest_root,
     load_job,
 )
-from .log import Log
+from .log import NORMAL, Log
 from .results import EXIT_INTERNAL
 from .runner import run_job
 
 ABORT_BISECT = 128                          # git bisect run: stop, judge no commit
 NEEDS_GIT = {"run", "bench", "check-series", "rebase", "bisect-step", "bisect", "series",
-             "port-diff"}
+             "port-diff", "shell", "exec"}
 
-EPILOG = """exit codes: 0 all passed, 1 a guest test failed, 2 bad input,
+EPILOG = f"""exit codes: 0 all passed, 1 a guest test failed, 2 bad input,
 3 apply/configure/build/boot failed (or the run was interrupted),
-4 internal error of the pipeline (a bug: please report it with the log)"""
+4 internal error of the pipeline (a bug: please report it with the log);
+exec and shell: the guest command's status, {devloop.EXIT_TIMEOUT} --timeout, {devloop.EXIT_GUEST_LOST} kernel panic or the
+guest died (see `pipeline exec --help`)"""
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
@@ -83,6 +88,11 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                    help="resolve and check the job (tree, series, fragments, guest tests, "
                         "variants), print the plan and exit 0: nothing extracted, built, "
                         "booted or written")
+    p.add_argument("--cpus", metavar="N",
+                   help="guest CPUs, overriding the job's qemu.smp (1 to 255)")
+    p.add_argument("--memory", metavar="SIZE",
+                   help="guest memory as QEMU's -m takes it (2G, 512M), overriding the job's "
+                        "qemu.memory")
     p.set_defaults(func=_cmd_run)
 
 
@@ -104,8 +114,8 @@ def _cmd_run(args: argparse.Namespace, log: Log) -> int:
             tree=args.tree, series=args.series, kconfig=args.kconfig, tests=args.tests,
             out=args.out, accel=args.accel, variants=args.variant, cache_dir=args.cache_dir,
             tree_sha256=args.tree_sha256, kselftest=args.kselftest,
-            insecure_http=args.insecure_http))
-        _check_before_work(job, log, dry_run=args.dry_run)
+            insecure_http=args.insecure_http, memory=args.memory, cpus=args.cpus))
+        check_before_work(job, log, dry_run=args.dry_run)
     except BadInput:
         # A refused run (exit 2) must not leave the last run's junit.xml/summary.json in
         # --out looking like its verdict; a run that starts clears them in outdir.start_run.
@@ -121,7 +131,7 @@ def _cmd_run(args: argparse.Namespace, log: Log) -> int:
     return run_job(job, log)
 
 
-def _check_before_work(job: Job, log: Log, dry_run: bool = False) -> None:
+def check_before_work(job: Job, log: Log, dry_run: bool = False) -> None:
     """Everything that can be refused as bad input without touching a tree (exit 2). A dry
     run leaves out the checks that create OUT and the cache to write a probe into them."""
     guest_dir = Path(__file__).resolve().parent / "guest"
@@ -175,10 +185,52 @@ def _check_tools(command: str) -> None:
         raise BadInput("git is not in PATH: install it with 'apt-get install git'")
 
 
+def package_version() -> str:
+    """The installed distribution's version (pyproject.toml's), or "unknown" when the
+    package runs from a tree that was never installed."""
+    try:
+        return importlib.metadata.version("kernel-pipeline")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _verbosity_options(p: argparse.ArgumentParser, suffix: str) -> None:
+    """-v/-q, on the top parser and on every subcommand (`pipeline -v run` and
+    `pipeline run -v` both work; the counts add up)."""
+    p.add_argument("-v", "--verbose", action="count", dest=f"verbose{suffix}",
+                   default=argparse.SUPPRESS if suffix else 0,
+                   help="more log output (repeatable: -vv also shows the guest console of "
+                        "shell/exec)")
+    p.add_argument("-q", "--quiet", action="count", dest=f"quiet{suffix}",
+                   default=argparse.SUPPRESS if suffix else 0,
+                   help="less log output: only errors and the verdict (-qq: nothing)")
+
+
+def subparsers(p: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every parser below `p` (subcommands and their own subcommands), depth first."""
+    found = []
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                found += [child, *subparsers(child)]
+    return found
+
+
+def verbosity(args: argparse.Namespace) -> int:
+    return (NORMAL + getattr(args, "verbose", 0) + getattr(args, "verbose_sub", 0)
+            - getattr(args, "quiet", 0) - getattr(args, "quiet_sub", 0))
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="pipeline", description=__doc__, epilog=EPILOG)
+    top = argparse.ArgumentParser(prog="pipeline", description=__doc__, epilog=EPILOG,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument("--version", action="version",
+                     version=f"%(prog)s {package_version()}",
+                     help="print the pipeline's version and exit")
+    _verbosity_options(top, "")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _run_parser(sub)
+    devloop.register(sub)       # pipeline shell, pipeline exec
     bench.add_parser(sub)
     intake.register(sub)        # pipeline series import
     matrix.register(sub)
@@ -187,6 +239,8 @@ def parser() -> argparse.ArgumentParser:
     rebase.register(sub)
     portdiff.register(sub)      # pipeline port-diff
     bisect.register(sub)        # pipeline bisect-step, pipeline bisect
+    for child in subparsers(top):
+        _verbosity_options(child, "_sub")
     return top
 
 
@@ -202,32 +256,34 @@ def main(argv: list[str] | None = None) -> int:
         if bisecting and exc.code not in (0, None):
             return ABORT_BISECT
         raise
-    log = Log()
+    # exec: stdout is the guest command's; its log is quieter too (the output is the point)
+    log = Log(stream=sys.stderr if getattr(args, "log_to_stderr", False) else sys.stdout,
+              verbosity=verbosity(args) - getattr(args, "quieter", 0))
     try:
         _check_tools(args.command)
         code = args.func(args, log)
-        if code != 0:
+        if code != 0 and getattr(args, "rerun_hint", True):
             log(f"rerun the whole job: cd {shlex.quote(os.getcwd())} && "
                 f"{shlex.join([sys.executable, '-m', 'pipeline', *argv])}")
         return code
     except PipelineError as exc:
-        log(f"error: {exc.message}")
+        log.error(f"error: {exc.message}")
         if exc.details:
             log(exc.details)
         return ABORT_BISECT if bisecting else exc.exit_code
     except KeyboardInterrupt:
-        log("interrupted")
+        log.error("interrupted")
         return ABORT_BISECT if bisecting else 3
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
-        log(f"internal error of the pipeline (exit {ABORT_BISECT if bisecting else 4}): "
-            f"{exc.strerror or exc}{where}; the traceback:")
-        log(traceback.format_exc().rstrip())
+        log.error(f"internal error of the pipeline (exit {ABORT_BISECT if bisecting else 4}): "
+                  f"{exc.strerror or exc}{where}; the traceback:")
+        log.error(traceback.format_exc().rstrip())
         return ABORT_BISECT if bisecting else EXIT_INTERNAL
     except Exception:  # noqa: BLE001 - the last line of defence: never exit 1 for our own bug
-        log(f"internal error of the pipeline (exit {ABORT_BISECT if bisecting else 4}), "
-            "please report it with this traceback:")
-        log(traceback.format_exc().rstrip())
+        log.error(f"internal error of the pipeline (exit {ABORT_BISECT if bisecting else 4}), "
+                  "please report it with this traceback:")
+        log.error(traceback.format_exc().rstrip())
         return ABORT_BISECT if bisecting else EXIT_INTERNAL
 
 

@@ -305,7 +305,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("matrix", help="emit CI jobs (GitLab child pipeline / GitHub matrix) for "
                                       "the job's matrix section",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--format", required=True, choices=sorted(FORMATS))
+    p.add_argument("--format", required=True, choices=sorted(FORMATS),
+                   help="gitlab: a child-pipeline YAML; github: a strategy.matrix JSON")
     p.add_argument("--job", metavar="FILE", help="job file with a matrix section "
                                                  "(default: ci/matrix-job.yaml)")
     p.add_argument("--ccache-dir", metavar="DIR",

@@ -492,7 +492,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="git range-diff's creation factor (default 60): raise it when a patch "
                         "that changed a lot shows as dropped (<) and added (>)")
     p.add_argument("--out", default="out", metavar="DIR", help="output folder (default: out/)")
-    p.add_argument("--cache-dir", type=Path, metavar="DIR")
+    p.add_argument("--cache-dir", type=Path, metavar="DIR",
+                   help="cache folder (default: $KERNEL_PIPELINE_CACHE or ~/.cache/kernel-pipeline)")
     p.set_defaults(func=_cmd)
 
 

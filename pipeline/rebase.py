@@ -253,7 +253,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "result in rebase.md (default auto: from series.yaml's base; none: "
                         "leave it out)")
     p.add_argument("--out", default="out", metavar="DIR", help="output folder (default: out/)")
-    p.add_argument("--cache-dir", type=Path, metavar="DIR")
+    p.add_argument("--cache-dir", type=Path, metavar="DIR",
+                   help="cache folder (default: $KERNEL_PIPELINE_CACHE or ~/.cache/kernel-pipeline)")
     p.set_defaults(func=_cmd)
 
 
