@@ -24,6 +24,7 @@ from pathlib import Path
 
 from . import apply as apply_mod
 from . import build as build_mod
+from . import git as git_mod
 from . import kcidb, kconfig, outdir
 from . import series as series_mod
 from .cache import Cache, default_cache_root
@@ -224,11 +225,9 @@ def _ready_inputs(run: _Run, variant: Variant, tree: Tree, src: Path) -> str | N
     pipeline's own configure/build code. None when it cannot be told (a dirty or odd
     checkout): then the stages run as always."""
     try:
-        head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=60, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain",
-                                "--untracked-files=no"], capture_output=True, text=True,
-                               timeout=300, check=True).stdout.strip()
+        head = git_mod.git(src, "rev-parse", "HEAD", timeout=60).strip()
+        dirty = git_mod.git(src, "status", "--porcelain", "--untracked-files=no",
+                            timeout=300).strip()
         cc = subprocess.run(["gcc", "--version"], capture_output=True, text=True, timeout=30,
                             check=False).stdout.splitlines()[:1]
         here = Path(__file__).parent
@@ -239,7 +238,7 @@ def _ready_inputs(run: _Run, variant: Variant, tree: Tree, src: Path) -> str | N
                           for f in [*run.job.kconfig, *variant.kconfig_extra]],
             "code": [hashlib.sha256((here / name).read_bytes()).hexdigest()
                      for name in _READY_CODE]}
-    except (OSError, subprocess.SubprocessError, ValueError):
+    except (OSError, subprocess.SubprocessError, ValueError, PipelineError):
         return None
     if dirty or not head:
         return None
