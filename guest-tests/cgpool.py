@@ -270,18 +270,15 @@ def chown_cgroup(path: str, uid: int, gid: int) -> None:
             os.chown(full, uid, gid)
 
 
-def as_user(uid: int, gid: int, func: Callable[[], int], umask: int = 0o022,
-            timeout: float = 60.0) -> int:
-    """Run `func` in a child process with uid/gid `uid`/`gid`, no supplementary groups and
-    so no capabilities; returns what `func` returned (0..255), 255 if it raised."""
+def in_child(setup: Callable[[], None], func: Callable[[], int], what: str,
+             timeout: float = 60.0) -> int:
+    """Run `setup` and then `func` in a child process; returns what `func` returned
+    (0..255), 255 if either raised. `what` names the child in the timeout error."""
     pid = os.fork()
     if pid == 0:  # child: never return into the test runner
         code = 255
         try:
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
-            os.umask(umask)
+            setup()
             code = int(func())
         except BaseException:  # noqa: BLE001 - reported through the exit code
             import traceback
@@ -296,8 +293,21 @@ def as_user(uid: int, gid: int, func: Callable[[], int], umask: int = 0o022,
         if time.monotonic() > deadline:
             os.kill(pid, 9)
             os.waitpid(pid, 0)
-            raise AssertionError(f"child as uid {uid} did not finish in {timeout:.0f} s")
+            raise AssertionError(f"child {what} did not finish in {timeout:.0f} s")
         time.sleep(0.01)
+
+
+def as_user(uid: int, gid: int, func: Callable[[], int], umask: int = 0o022,
+            timeout: float = 60.0) -> int:
+    """Run `func` in a child process with uid/gid `uid`/`gid`, no supplementary groups and
+    so no capabilities; returns what `func` returned (0..255), 255 if it raised."""
+    def become() -> None:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+        os.umask(umask)
+
+    return in_child(become, func, f"as uid {uid}", timeout)
 
 
 def figure(text: str) -> None:

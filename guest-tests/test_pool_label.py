@@ -17,11 +17,10 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from cgpool import Hierarchy, errname
+from cgpool import Hierarchy, errname, in_child
 
 SELINUXFS = "/sys/fs/selinux"
 POLICY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pool-label-policy.conf")
@@ -90,28 +89,11 @@ def in_context(attr: str, context: str, func: Callable[[], int], timeout: float 
     """Run `func` in a child process that first writes `context` to its
     /proc/thread-self/attr/`attr` ("current": another domain, "fscreate": the label of
     what it creates); returns what `func` returned, 255 if it raised."""
-    pid = os.fork()
-    if pid == 0:  # child: never return into the test runner
-        code = 255
-        try:
-            with open(f"/proc/thread-self/attr/{attr}", "w") as f:
-                f.write(context)
-            code = int(func())
-        except BaseException:  # noqa: BLE001 - reported through the exit code
-            import traceback
-            traceback.print_exc()
-        finally:
-            os._exit(code & 0xFF)
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            raise AssertionError(f"child in {attr} {context} did not finish in {timeout:.0f} s")
-        time.sleep(0.01)
+    def enter() -> None:
+        with open(f"/proc/thread-self/attr/{attr}", "w") as f:
+            f.write(context)
+
+    return in_child(enter, func, f"in {attr} {context}", timeout)
 
 
 def _mkdir(path: str) -> int:

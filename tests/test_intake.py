@@ -279,17 +279,24 @@ def test_whitespace_repair_roundtrip():
     assert intake.whitespace_damage(fixed) == ""
 
 
-def test_import_from_line_in_commit_message(tmp_path):
-    """A commit message line "From the RFC thread of 2021" does not cut the mail in two."""
+def _repo_with_from_lines(tmp_path: Path, commits: int) -> Path:
+    """A repository with a base commit and `commits` commits whose messages have a line
+    beginning "From the RFC thread of 2021"."""
     path = tmp_path / "r"
     path.mkdir()
     git(path, "init", "-q")
     (path / "a.c").write_text("int a;\n")
     git(path, "add", "a.c")
     git(path, "commit", "-qm", "base")
-    for n in (1, 2):
+    for n in range(1, commits + 1):
         (path / "a.c").write_text(f"int a = {n};\n")
         git(path, "commit", "-qam", f"a: set {n}\n\nFrom the RFC thread of 2021\nmore words.")
+    return path
+
+
+def test_import_from_line_in_commit_message(tmp_path):
+    """A commit message line "From the RFC thread of 2021" does not cut the mail in two."""
+    path = _repo_with_from_lines(tmp_path, 2)
     files = format_patches(path, tmp_path / "pf", "--cover-letter")
     (tmp_path / "t.mbox").write_text(mbox_of(files))
     result = intake.import_series(str(tmp_path / "t.mbox"), tmp_path / "out", quiet,
@@ -443,14 +450,7 @@ def test_reply_trailers_and_add_trailers():
 def test_imported_message_keeps_its_from_lines_through_git_am(tmp_path):
     """A body line beginning "From " reaches the commit as written: only a line git mailsplit
     would take for an mbox separator is escaped (git am does not unescape ">From")."""
-    path = tmp_path / "r"
-    path.mkdir()
-    git(path, "init", "-q")
-    (path / "a.c").write_text("int a;\n")
-    git(path, "add", "a.c")
-    git(path, "commit", "-qm", "base")
-    (path / "a.c").write_text("int a = 1;\n")
-    git(path, "commit", "-qam", "a: set 1\n\nFrom the RFC thread of 2021\nmore words.")
+    path = _repo_with_from_lines(tmp_path, 1)
     files = format_patches(path, tmp_path / "pf")
     (tmp_path / "t.mbox").write_text(mbox_of(files))
     result = intake.import_series(str(tmp_path / "t.mbox"), tmp_path / "out", quiet,
