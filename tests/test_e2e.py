@@ -432,6 +432,7 @@ def _pipeline(*args: str, timeout: float = 3600) -> subprocess.CompletedProcess:
     return done
 
 
+@pytest.mark.long  # builds its own kernel (a user repo clone): ~8 min cold, not in CI
 def test_bisect_finds_the_planted_commit(bisect_repo, tmp_path):
     repo, shas = bisect_repo
     test = tmp_path / "test_clone_children.py"
@@ -450,6 +451,7 @@ def test_bisect_finds_the_planted_commit(bisect_repo, tmp_path):
     assert _repo_state(repo) == before, "bisect changed the user's repository"
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("commit,code", [(3, 1), (2, 0)])
 def test_bisect_step_exit_codes_for_git_bisect_run(bisect_repo, tmp_path, commit, code):
     repo, shas = bisect_repo
