@@ -14,21 +14,19 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from . import (
-    bench,
+from . import kconfig, outdir, plan
+from .bench import benchmark as bench
+from .cache import default_cache_root
+from .commands import (
     bisect,
     checkseries,
     devloop,
-    intake,
     junit_summary,
-    kconfig,
     matrix,
-    outdir,
-    plan,
     portdiff,
     rebase,
 )
-from .cache import default_cache_root
+from .commands import series_import as intake
 from .errors import BadInput, PipelineError
 from .job import (
     ACCELS,

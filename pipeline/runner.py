@@ -337,7 +337,9 @@ def _kselftest_stages(run: _Run, vr: VariantReport, variant: Variant, src: Path,
     kselftest-build and kselftest-run: an exception in either is an error case like in any
     other stage); on a variant other than baseline, rerun the candidates on both kernels
     (regress.decide). The JUnit cases come from _kselftest_report() once every variant ran."""
-    from . import boot, kselftest, regress
+    from . import boot
+    from .kselftest import regress
+    from .kselftest import suite as kselftest
 
     ks = run.job.kselftest
     try:
@@ -381,7 +383,7 @@ def _kselftest_stages(run: _Run, vr: VariantReport, variant: Variant, src: Path,
 
 
 def _rerun_policy(ks: KselftestSettings):  # -> regress.RerunPolicy (imported late)
-    from . import regress
+    from .kselftest import regress
 
     return regress.RerunPolicy(max_runs=ks.retries, alpha=ks.alpha, budget=ks.rerun_budget)
 
@@ -409,7 +411,7 @@ class _KselftestKernel:
     scale: float
 
     def rerun(self, run: _Run, programs: list[str], n: int) -> list:
-        from . import kselftest
+        from .kselftest import suite as kselftest
 
         phase = kselftest.run_phase(self.kernel, self.build, self.out / f"kselftest-rerun-{n}",
                                     self.settings, Path(sys.executable), run.log,
@@ -420,7 +422,7 @@ class _KselftestKernel:
 def _kselftest_report(run: _Run) -> None:
     """JUnit cases for every selftest subtest, the baseline vs patched verdicts (table,
     summary.json), with the known issues of the tree's kernel applied."""
-    from . import known_issues, regress
+    from .kselftest import known_issues, regress
 
     if not run.kselftest:
         return

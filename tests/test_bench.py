@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import bench, benchplot, benchstats
-from pipeline.benchboot import Machine, qemu_argv
+from pipeline.bench import benchmark as bench
+from pipeline.bench import plot as benchplot
+from pipeline.bench import stats as benchstats
+from pipeline.bench.boot import Machine, qemu_argv
 from pipeline.errors import BadInput
 
-GUEST = Path(__file__).resolve().parent.parent / "guest-tests" / "bench" / "cgbench.py"
+GUEST = Path(__file__).resolve().parent.parent / "pipeline" / "bench" / "guest" / "cgbench.py"
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import git, logs, write_fake_kernel
 
-from pipeline import bisect as B
 from pipeline.cache import Cache
+from pipeline.commands import bisect as B
 from pipeline.errors import BadInput
 from pipeline.results import ERROR, FAILED, PASSED, SKIPPED, Case, RunReport, Stage, VariantReport
 from pipeline.tree import resolve_checkout, user_clone

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import git, make_tarball, write_fake_kernel
 
-from pipeline.checkseries import check_series
+from pipeline.commands.checkseries import check_series
 from pipeline.job import Job
 
 # Plays checkpatch.pl: an added line with BADSTYLE is an error.

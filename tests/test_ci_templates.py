@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import matrix as M
+from pipeline.commands import matrix as M
 from pipeline.job import PROJECT_ROOT
 
 CI = PROJECT_ROOT / "ci"

@@ -1,4 +1,4 @@
-"""pipeline shell / exec (pipeline.devloop) and the command line around them: parsing,
+"""pipeline shell / exec (pipeline.commands.devloop) and the command line around them: parsing,
 validation, the exit-code mapping, and the exec driver against a fake QEMU
 (tests/fixtures/fake-qemu-exec) that acts out the guest init's exec mode."""
 
@@ -14,15 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import cli, devloop, qemu
+from pipeline import cli, qemu
 from pipeline import job as jobmod
-from pipeline.devloop import EXIT_GUEST_LOST, EXIT_TIMEOUT, ExecWatch, Outcome, exit_code
+from pipeline.commands import devloop
+from pipeline.commands.devloop import EXIT_GUEST_LOST, EXIT_TIMEOUT, ExecWatch, Outcome, exit_code
 from pipeline.errors import BadInput
 from pipeline.log import NORMAL, Log
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FAKE = FIXTURES / "fake-qemu-exec"
-INIT = Path(devloop.__file__).parent / "guest" / "init.py"
+INIT = Path(devloop.__file__).parent.parent / "guest" / "init.py"
 
 
 # --- the command line ----------------------------------------------------------------------

@@ -13,7 +13,7 @@ import time
 import pexpect
 import pytest
 
-from pipeline.devloop import EXIT_GUEST_LOST
+from pipeline.commands.devloop import EXIT_GUEST_LOST
 from pipeline.job import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e

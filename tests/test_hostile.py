@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 from test_runner import fake_boot, project  # noqa: F401 - fixtures
 
-from pipeline import cli, intake, mailsource, safeyaml, series, tree
+from pipeline import cli, safeyaml, series, tree
 from pipeline.cache import Cache
+from pipeline.commands import mailsource
+from pipeline.commands import series_import as intake
 from pipeline.errors import BadInput, StageFailed
 from pipeline.job import Overrides, apply_overrides, load_job
 
@@ -66,7 +68,7 @@ def test_alias_bomb_series_yaml_is_refused(tmp_path):
 
 
 def test_alias_bomb_matrix_job_is_refused(tmp_path):
-    from pipeline import matrix
+    from pipeline.commands import matrix
     with pytest.raises(BadInput, match="aliases"):
         matrix.load_matrix(_job(tmp_path, BOMB))
 
@@ -357,7 +359,7 @@ def test_series_import_force_refuses_a_checkout(tmp_path):
 # --- row 9: bisect-step never says "bad" for its own failure ----------------------------------
 
 def test_bisect_step_internal_error_exits_128(monkeypatch):
-    from pipeline import bisect
+    from pipeline.commands import bisect
 
     def boom(args, log):
         raise RuntimeError("a bug")
@@ -368,7 +370,7 @@ def test_bisect_step_internal_error_exits_128(monkeypatch):
 
 
 def test_bisect_step_usage_error_and_interrupt_exit_128(monkeypatch):
-    from pipeline import bisect
+    from pipeline.commands import bisect
     assert cli.main(["bisect-step", "--no-such-flag"]) == 128
 
     def interrupted(*args):
@@ -378,7 +380,7 @@ def test_bisect_step_usage_error_and_interrupt_exit_128(monkeypatch):
 
 
 def test_internal_error_case_is_abort_not_bad_or_skip():
-    from pipeline import bisect
+    from pipeline.commands import bisect
     from pipeline.results import ERROR, Case, RunReport, Stage, VariantReport
     for stage in ("configure", "boot", "guest"):
         vr = VariantReport("bisect", {})

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import intake, series
+from pipeline import series
+from pipeline.commands import series_import as intake
+from pipeline.commands.mailsource import parse_dump, read_mails
 from pipeline.errors import BadInput
-from pipeline.mailsource import parse_dump, read_mails
 
 REFERENCE = Path("/work/shared/reference/000_e14dab0ad1b59099.txt")
 GIT = ["git", "-c", "user.name=T", "-c", "user.email=t@example.org"]

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from pipeline import job as jobmod
-from pipeline import matrix as matrixmod
+from pipeline.commands import matrix as matrixmod
 from pipeline.job import DEFAULT_JOB, PROJECT_ROOT
 
 SCHEMA_PATH = Path(jobmod.__file__).parent / "data" / "job.schema.json"

@@ -1,9 +1,9 @@
-"""pipeline.known_issues: the shipped file is valid; bad files are refused with the entry."""
+"""pipeline.kselftest.known_issues: the shipped file is valid; bad files are refused with the entry."""
 
 import pytest
 
-from pipeline import known_issues
 from pipeline.errors import BadInput
+from pipeline.kselftest import known_issues
 
 
 def test_the_shipped_file_is_valid_and_every_entry_has_reason_and_evidence():

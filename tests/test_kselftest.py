@@ -1,4 +1,4 @@
-"""pipeline.kselftest: console reassembly, program/subtest results, build helpers."""
+"""pipeline.kselftest.suite: console reassembly, program/subtest results, build helpers."""
 
 import importlib.util
 import json
@@ -6,8 +6,8 @@ import sys
 import types
 from pathlib import Path
 
-from pipeline import kselftest
-from pipeline.kselftest import ERROR, FAILED, PASSED, SKIPPED, Selftest
+from pipeline.kselftest import suite as kselftest
+from pipeline.kselftest.suite import ERROR, FAILED, PASSED, SKIPPED, Selftest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ktap"
 CGROUP_61 = ["test_memcontrol", "test_kmem", "test_core", "test_freezer", "test_kill",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import matrix as M
+from pipeline.commands import matrix as M
 from pipeline.errors import BadInput
 from pipeline.job import PROJECT_ROOT
 

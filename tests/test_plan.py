@@ -8,7 +8,8 @@ from pathlib import Path
 
 from conftest import snapshot
 
-from pipeline import cli, job, matrix
+from pipeline import cli, job
+from pipeline.commands import matrix
 from pipeline.job import PROJECT_ROOT
 
 

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import git, write_fake_kernel
 
-from pipeline import portdiff
 from pipeline.cli import main
-from pipeline.errors import BadInput, StageFailed
-from pipeline.portdiff import (
+from pipeline.commands import portdiff
+from pipeline.commands.portdiff import (
     Pair,
     PortDiff,
     Side,
@@ -23,7 +22,8 @@ from pipeline.portdiff import (
     summary_line,
     touched_files,
 )
-from pipeline.rebase import rebase_report
+from pipeline.commands.rebase import rebase_report
+from pipeline.errors import BadInput, StageFailed
 from pipeline.series import Patch, Series
 from pipeline.tree import Tree
 

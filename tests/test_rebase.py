@@ -7,7 +7,7 @@ from pathlib import Path
 
 from conftest import git, write_fake_kernel
 
-from pipeline.rebase import hunk_ranges, rebase_report
+from pipeline.commands.rebase import hunk_ranges, rebase_report
 
 
 def cgroup_lines(changes: dict[int, str]) -> str:

@@ -1,12 +1,13 @@
-"""pipeline.regress: verdicts, table and JUnit rows; synthetic and real 6.1 inputs."""
+"""pipeline.kselftest.regress: verdicts, table and JUnit rows; synthetic and real 6.1 inputs."""
 
 import random
 from pathlib import Path
 
 import pytest
 
-from pipeline import kselftest, regress
-from pipeline.kselftest import ERROR, FAILED, PASSED, SKIPPED, CaseResult, Selftest
+from pipeline.kselftest import regress
+from pipeline.kselftest import suite as kselftest
+from pipeline.kselftest.suite import ERROR, FAILED, PASSED, SKIPPED, CaseResult, Selftest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ktap"
 

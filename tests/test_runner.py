@@ -19,7 +19,7 @@ import pipeline
 from pipeline import cache as cache_mod
 from pipeline.cli import main
 from pipeline.errors import StageFailed
-from pipeline.kselftest import FAILED, PASSED
+from pipeline.kselftest.suite import FAILED, PASSED
 
 XSD = Path(__file__).parent / "fixtures" / "junit.xsd"
 
@@ -472,7 +472,7 @@ def test_user_checkout_is_untouched_by_a_passing_failing_or_interrupted_run(
 
 def _enable_kselftest(project: Path, monkeypatch, run_phase) -> None:
     """Turn the job's kselftests on, with a fake build and the given run_phase."""
-    from pipeline import kselftest
+    from pipeline.kselftest import suite as kselftest
 
     job = project / "job.yaml"
     job.write_text(job.read_text() + "kselftest: {enabled: true, variants: [baseline, patched]}\n")
@@ -502,7 +502,8 @@ def test_a_bug_in_the_kselftest_phase_is_an_error_case_exit_4(project, fake_boot
 
 
 def test_kselftest_results_and_known_issues_reach_junit(project, fake_boot, monkeypatch):
-    from pipeline import known_issues, kselftest
+    from pipeline.kselftest import known_issues
+    from pipeline.kselftest import suite as kselftest
 
     def phase(kernel, build, out_dir, settings, python, log, timeout_scale=1.0, only=None):
         res = [kselftest.CaseResult("cgroup", "test_x", "", FAILED, "exit code 1; failed: "

@@ -2,7 +2,7 @@
 """Run installed kselftests inside the guest, one binary at a time, and frame their TAP.
 
 Standalone (stdlib only; it must not import the host package). The host
-(pipeline/kselftest.py) installs a selftest collection into a folder with a
+(pipeline/kselftest/suite.py) installs a selftest collection into a folder with a
 `kselftest-manifest.json` and a copy of this file named `test_kselftest.py`,
 so the same code runs two ways:
 

@@ -1,11 +1,11 @@
 """`pipeline bench`: concurrent cgroup creation latency, pool vs no pool, idle vs loaded.
 
 Boots each kernel (baseline, patched: same config, same machine) with the in-guest benchmark
-guest-tests/bench/cgbench.py as init, then writes
+pipeline/bench/guest/cgbench.py as init, then writes
   OUT/bench.json   conditions, per-scenario figures (every repetition and their spread),
                    the RFC-claim check; the raw guest data stays in OUT/<kernel>/cgbench.json
   OUT/bench.md     the same as Markdown tables, conditions stated above the numbers
-  OUT/bench.png    latency distribution per scenario (pipeline/benchplot.py)
+  OUT/bench.png    latency distribution per scenario (pipeline/bench/plot.py)
 and offers junit_suite() (one testcase per scenario, figures as properties) for the JUnit
 report.
 
@@ -30,12 +30,12 @@ from pathlib import Path
 
 import junit_xml
 
-from . import benchplot
-from .benchboot import Machine, qemu_version, resolve_accel, run_bench_guest
-from .benchstats import METRICS, Ratio, RepStats, Spread, ratio, rep_stats, summarize
-from .errors import BadInput, StageFailed
-from .job import seconds_arg
-from .log import Log, fmt_duration
+from ..errors import BadInput, StageFailed
+from ..job import seconds_arg
+from ..log import Log, fmt_duration
+from . import plot as benchplot
+from .boot import Machine, qemu_version, resolve_accel, run_bench_guest
+from .stats import METRICS, Ratio, RepStats, Spread, ratio, rep_stats, summarize
 
 FORMAT = "cgbench/1"
 # Conditions that must be equal before two kernels' numbers may share a table.
@@ -416,8 +416,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def _build_kernels(args: argparse.Namespace, log: Log) -> int:
     """Build the job's baseline and patched variants (same config) for the kernels not
     given on the command line; fills args.*_kernel."""
-    from .job import Overrides, apply_overrides, load_job
-    from .runner import run_job
+    from ..job import Overrides, apply_overrides, load_job
+    from ..runner import run_job
 
     out = args.out / "build"
     job = apply_overrides(load_job(args.job), Overrides(

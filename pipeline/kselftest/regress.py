@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .known_issues import KnownIssues
-from .kselftest import ERROR, FAILED, PASSED, SKIPPED, CaseResult
+from .suite import ERROR, FAILED, PASSED, SKIPPED, CaseResult
 
 REGRESSION, PRE_EXISTING, FIXED = "regression", "pre-existing", "fixed"
 NEWLY_SKIPPED, PASS, SKIP, MISSING = "newly skipped", "pass", "skip", "missing"
@@ -358,7 +358,7 @@ def junit_rows(comp: Comparison, variant: str, label: str,
     classname is `<label>.kselftest.<collection>`. On the patched side a regression keeps its
     failure and gets the baseline result and the rerun counts in its message; a pre-existing
     failure says so; a flaky candidate becomes a passing case that keeps its note (`flaky`).
-    A failing known issue (see pipeline.known_issues) becomes a skipped case with its reason,
+    A failing known issue (see pipeline.kselftest.known_issues) becomes a skipped case with its reason,
     a passing one a passing case that says so; a program whose only failures are excused
     subtests passes with a note naming them."""
     out = []

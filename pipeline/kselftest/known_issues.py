@@ -18,9 +18,9 @@ from pathlib import Path
 
 import yaml
 
-from .errors import BadInput
+from ..errors import BadInput
 
-DEFAULT_FILE = Path(__file__).parent / "data" / "kselftest-known-issues.yaml"
+DEFAULT_FILE = Path(__file__).parent.parent / "data" / "kselftest-known-issues.yaml"
 _KEYS = {"id", "since", "until", "reason", "evidence", "flaky"}
 _REQUIRED = ("id", "reason", "evidence")
 

@@ -14,7 +14,7 @@ blocked in sigwait(); the parent sends one signal to their process group and eve
 does one operation on its own cgroup P/c<i> under the same parent P, timing just that
 system call with CLOCK_MONOTONIC. Operations (`--ops`), each its own burst: mkdir, attach
 (the creator moves itself into its cgroup) and rmdir (it moves back to the root first,
-untimed). The host (pipeline/benchstats.py) turns the raw nanoseconds into percentiles.
+untimed). The host (pipeline/bench/stats.py) turns the raw nanoseconds into percentiles.
 
 Why processes by default: with threads every creator must retake the GIL after mkdir returns
 before it can read the clock, so the measured latency includes queueing on the GIL, and on

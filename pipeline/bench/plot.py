@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .benchstats import histogram_log
+from .stats import histogram_log
 
 Color = tuple[int, int, int]
 WHITE: Color = (255, 255, 255)

@@ -1,4 +1,4 @@
-"""Boot a kernel whose init is the cgroup benchmark (guest-tests/bench/cgbench.py) and fetch
+"""Boot a kernel whose init is the cgroup benchmark (pipeline/bench/guest/cgbench.py) and fetch
 its JSON.
 
 The benchmark does not run under pytest (run_guest's job), so it gets this small dedicated
@@ -17,16 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import proc
-from .errors import StageFailed
-from .job import PROJECT_ROOT
-from .log import rerun_line
-from .qemu import Machine as QemuMachine
-from .qemu import fsdev_escape
+from .. import proc
+from ..errors import StageFailed
+from ..log import rerun_line
+from ..qemu import Machine as QemuMachine
+from ..qemu import fsdev_escape
 
 OUT_TAG = "benchout"
 RESULT_NAME = "cgbench.json"
-GUEST_SCRIPT = PROJECT_ROOT / "guest-tests" / "bench" / "cgbench.py"
+GUEST_SCRIPT = Path(__file__).resolve().parent / "guest" / "cgbench.py"
 
 
 @dataclass
@@ -89,7 +88,7 @@ def resolve_accel(accel: str, kernel: Path, log: Callable[[str], None]) -> str:
     if accel != "auto":
         return accel
     try:
-        from . import boot  # helper B's module; optional here
+        from .. import boot  # helper B's module; optional here
     except ImportError:
         log("  accel auto: pipeline.boot is not available to probe KVM; using tcg")
         return "tcg"

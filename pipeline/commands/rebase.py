@@ -22,17 +22,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import apply as apply_mod
+from .. import apply as apply_mod
+from .. import series as series_mod
+from ..cache import Cache, default_cache_root, short_hash
+from ..errors import BadInput, PipelineError
+from ..git import git, git_run
+from ..job import PROJECT_ROOT, normalize_series_spec, normalize_tree_spec
+from ..junit import write_junit
+from ..log import fmt_duration
+from ..results import FAILED, PASSED, SKIPPED, Case, RunReport, Stage, VariantReport
+from ..tree import Tree, prepare_tree
 from . import portdiff
-from . import series as series_mod
-from .cache import Cache, default_cache_root, short_hash
-from .errors import BadInput, PipelineError
-from .git import git, git_run
-from .job import PROJECT_ROOT, normalize_series_spec, normalize_tree_spec
-from .junit import write_junit
-from .log import fmt_duration
-from .results import FAILED, PASSED, SKIPPED, Case, RunReport, Stage, VariantReport
-from .tree import Tree, prepare_tree
 
 Logger = Callable[[str], None]
 CLEAN, THREE_WAY, CONFLICT = "clean", "3-way", "conflicted"

@@ -39,14 +39,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import apply as apply_mod
-from . import series as series_mod
-from .cache import Cache, default_cache_root
-from .errors import BadInput, StageFailed
-from .git import git
-from .job import PROJECT_ROOT, normalize_series_spec, normalize_tree_spec
-from .log import fmt_duration
-from .tree import Tree, prepare_tree, version_tuple
+from .. import apply as apply_mod
+from .. import series as series_mod
+from ..cache import Cache, default_cache_root
+from ..errors import BadInput, StageFailed
+from ..git import git
+from ..job import PROJECT_ROOT, normalize_series_spec, normalize_tree_spec
+from ..log import fmt_duration
+from ..tree import Tree, prepare_tree, version_tuple
 
 Logger = Callable[[str], None]
 DEBIAN_SOURCES = Path("/usr/src")
@@ -498,7 +498,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd(args: argparse.Namespace, log: Logger) -> int:
-    from .cli import check_writable_dir  # cli imports this module
+    from ..cli import check_writable_dir  # cli imports this module
 
     cwd = Path.cwd()
     specs: list[str] = []

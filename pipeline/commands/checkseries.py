@@ -22,17 +22,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import apply as apply_mod
-from . import build as build_mod
-from . import kconfig, proc
-from . import series as series_mod
-from .cache import Cache, default_cache_root, short_hash
-from .errors import BadInput
-from .job import PROJECT_ROOT, Job, Overrides, apply_overrides, load_job
-from .junit import write_junit
-from .log import fmt_duration
-from .results import FAILED, PASSED, SKIPPED, Case, RunReport, Stage, VariantReport
-from .tree import Tree, prepare_tree
+from .. import apply as apply_mod
+from .. import build as build_mod
+from .. import kconfig, proc
+from .. import series as series_mod
+from ..cache import Cache, default_cache_root, short_hash
+from ..errors import BadInput
+from ..job import PROJECT_ROOT, Job, Overrides, apply_overrides, load_job
+from ..junit import write_junit
+from ..log import fmt_duration
+from ..results import FAILED, PASSED, SKIPPED, Case, RunReport, Stage, VariantReport
+from ..tree import Tree, prepare_tree
 
 Logger = Callable[[str], None]
 _TOTAL = re.compile(r"^total: (\d+) errors, (\d+) warnings(?:, (\d+) checks)?", re.MULTILINE)

@@ -29,13 +29,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import ktap, proc
-from .errors import BadInput, StageFailed
-from .log import fmt_duration, rerun_line
+from .. import ktap, proc
+from ..errors import BadInput, StageFailed
+from ..log import fmt_duration, rerun_line
 
 DEFAULT_TIMEOUT = 45          # kselftest/runner.sh kselftest_default_timeout
 KSFT_SKIP = 4
-GUEST_RUNNER = Path(__file__).parent / "guest" / "kselftest_run.py"
+GUEST_RUNNER = Path(__file__).parent.parent / "guest" / "kselftest_run.py"
 GUEST_MODULE = "test_kselftest.py"
 MANIFEST = "kselftest-manifest.json"
 STAMP = ".pipeline-stamp"
@@ -398,7 +398,7 @@ def run_phase(kernel: Path, build: SelftestBuild, out_dir: Path, settings: objec
     kselftest, so it does not overwrite the main session's console log)."""
     import dataclasses
 
-    from . import boot  # late: the host side works without the guest side
+    from .. import boot  # late: the host side works without the guest side
 
     tests = [t for t in build.tests if only is None or t.name in only]
     paths = [build.guest_module] if only is None else [

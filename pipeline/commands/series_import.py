@@ -26,9 +26,9 @@ from pathlib import Path
 
 import yaml
 
-from .errors import BadInput
-from .git import git_run
-from .job import seconds_arg
+from ..errors import BadInput
+from ..git import git_run
+from ..job import seconds_arg
 from .mailsource import UNKNOWN_EMAIL, Mail, read_mails
 
 Logger = Callable[[str], None]

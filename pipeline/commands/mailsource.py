@@ -30,9 +30,9 @@ from pathlib import Path
 
 import requests
 
-from . import netfetch
-from .errors import BadInput, StageFailed
-from .series import split_mbox
+from .. import netfetch
+from ..errors import BadInput, StageFailed
+from ..series import split_mbox
 
 UNKNOWN_EMAIL = "unknown@example.invalid"
 MAX_MAIL_BYTES = 64 << 20     # a thread, fetched or unpacked: the biggest series are a few MiB

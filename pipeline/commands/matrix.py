@@ -52,8 +52,8 @@ from typing import Any
 
 import yaml
 
-from .errors import BadInput
-from .job import (
+from ..errors import BadInput
+from ..job import (
     ACCELS,
     DEFAULT_JOB,
     INSTALLED,

@@ -31,11 +31,11 @@ from typing import BinaryIO
 
 import pexpect
 
-from . import console as console_mod
-from .errors import BadInput
-from .guest_results import RESULTS, command_request_json, parse_marker, read_results
-from .log import VERBOSE, Log, fmt_duration
-from .qemu import Machine, guest_argv
+from .. import console as console_mod
+from ..errors import BadInput
+from ..guest_results import RESULTS, command_request_json, parse_marker, read_results
+from ..log import VERBOSE, Log, fmt_duration
+from ..qemu import Machine, guest_argv
 
 EXIT_TIMEOUT = 124          # --timeout: QEMU was killed (as timeout(1) exits)
 EXIT_GUEST_LOST = 255       # kernel panic, or the guest ended without the command's status
@@ -212,7 +212,7 @@ class Session:
 
 def _machine_argv(machine: Machine, kernel: Path, session: Session, share: Path, mode: str,
                   interactive: bool = False) -> list[str]:
-    from .boot import INIT
+    from ..boot import INIT
 
     return guest_argv(machine, machine.find_binary(), kernel, accel=session.accel,
                       memory=session.memory, smp=session.smp,
@@ -245,7 +245,7 @@ def run_exec(kernel: Path, command: list[str], session: Session, out_dir: Path, 
     """Boot `kernel` in exec mode, run `command` in the guest, copy its output to the `stdout`
     and `stderr` descriptors as it comes; OUT_DIR/console.log has the console. QEMU is
     stopped on every way out (timeout, panic, Ctrl-C)."""
-    from .boot import GUEST_DIR, _readline, _spawn, _stop
+    from ..boot import GUEST_DIR, _readline, _spawn, _stop
 
     machine = machine or Machine.load()
     share = _fresh_share(out_dir)
@@ -314,7 +314,7 @@ def run_shell(kernel: Path, session: Session, out_dir: Path, log: Log, *, varian
     """Boot `kernel` in shell mode, wait for the guest's "ready" (the boot log goes to
     OUT_DIR/console.log only, -vv shows it), print the banner and hand the console to the
     user (pexpect interact: the host terminal in raw mode, Ctrl-] leaves)."""
-    from .boot import GUEST_DIR, _readline, _spawn, _stop
+    from ..boot import GUEST_DIR, _readline, _spawn, _stop
 
     machine = machine or Machine.load()
     share = _fresh_share(out_dir)
@@ -454,7 +454,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _timeout_arg(text: str) -> float:
-    from .job import seconds_arg
+    from ..job import seconds_arg
 
     return 0.0 if text.strip() in ("0", "0.0") else seconds_arg(text)
 
@@ -475,10 +475,10 @@ def default_variant(names: list[str]) -> str:
 
 def _prepare(args: argparse.Namespace, log: Log, out_default: str):
     """The job narrowed to one variant, checked, its kernel built; (BuiltKernel, Session)."""
-    from . import boot
-    from .cli import check_before_work
-    from .job import Overrides, apply_overrides, load_job
-    from .runner import build_variant
+    from .. import boot
+    from ..cli import check_before_work
+    from ..job import Overrides, apply_overrides, load_job
+    from ..runner import build_variant
 
     loaded = load_job(args.job)
     variant = args.variant or default_variant([v.name for v in loaded.variants])

@@ -26,11 +26,11 @@ import traceback
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from . import apply as apply_mod
-from .cache import Cache, default_cache_root
-from .errors import BadInput, PipelineError
-from .git import git_run
-from .job import (
+from .. import apply as apply_mod
+from ..cache import Cache, default_cache_root
+from ..errors import BadInput, PipelineError
+from ..git import git_run
+from ..job import (
     Job,
     Overrides,
     Variant,
@@ -39,11 +39,11 @@ from .job import (
     load_job,
     normalize_series_spec,
 )
-from .log import Log, fmt_duration
-from .qemu import Machine
-from .results import ERROR, FAILED, PASSED, RunReport
-from .runner import run_job_report
-from .tree import Tree, UserCheckout, commit_version, resolve_checkout, split_rev, user_clone
+from ..log import Log, fmt_duration
+from ..qemu import Machine
+from ..results import ERROR, FAILED, PASSED, RunReport
+from ..runner import run_job_report
+from ..tree import Tree, UserCheckout, commit_version, resolve_checkout, split_rev, user_clone
 
 GOOD, BAD, SKIP, ABORT = 0, 1, 125, 128
 MARKS = {GOOD: "good", BAD: "bad", SKIP: "skip"}
@@ -340,7 +340,7 @@ def _stepper(args: argparse.Namespace, tree_arg: str, log: Log) -> tuple[Stepper
     job = replace(job, series=series, tests=_test_paths(args.test, cwd),
                   variants=[_variant(job, args.variant, series is not None)])
     Machine.load().find_binary()  # no QEMU: stop here, before any commit is judged
-    check_boot_paths(Path(sys.executable), Path(__file__).resolve().parent / "guest")
+    check_boot_paths(Path(sys.executable), Path(__file__).resolve().parent.parent / "guest")
     cache = Cache(job.cache_dir or default_cache_root())
     return Stepper(job, user, cache, log, with_series=series is not None), user.sha
 

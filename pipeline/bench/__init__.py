@@ -1,0 +1,1 @@
+"""pipeline bench: the cgroup pool benchmark (guest program in bench/guest/)."""

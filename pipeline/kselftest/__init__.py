@@ -1,0 +1,1 @@
+"""The kernel's own selftests: built from the tree, run in a fresh boot, compared baseline vs patched."""
