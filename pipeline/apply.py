@@ -15,17 +15,19 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .cache import Cache, short_hash
+from .context import VariantContext
 from .errors import StageFailed
 from .git import git, git_run
+from .log import Logger
+from .names import slug
+from .results import FAILED, PASSED, SKIPPED, Case
 from .series import Patch, Series
 from .tree import Tree
 
-Logger = Callable[[str], None]
 APPLIED, APPLIED_3WAY, CONFLICTED, NOT_APPLIED = (
     "applied", "applied-3way", "conflicted", "not-applied")
 
@@ -64,15 +66,12 @@ class ApplyResult:
 
 def worktree_key(tree: Tree, series: Series) -> str:
     """Cache name of the worktree: tree entry + series name."""
-    return f"{tree.key}-{_slug(series.name)}"
+    return f"{tree.key}-{slug(series.name, 'series')}"
 
 
 def branch_name(tree: Tree, series: Series) -> str:
-    return f"pipeline/{_slug(series.name)}-{short_hash(series.hash, tree.commit, length=12)}"
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "series"
+    return (f"pipeline/{slug(series.name, 'series')}-"
+            f"{short_hash(series.hash, tree.commit, length=12)}")
 
 
 def parse_am_output(output: str) -> tuple[list[str], list[str]]:
@@ -109,7 +108,9 @@ def _conflict_markers(worktree: Path, files: list[str]) -> list[str]:
     return hunks
 
 
-def _apply_one(worktree: Path, patch: Patch, patch_file: Path, timeout: float) -> PatchResult:
+def apply_one(worktree: Path, patch: Patch, patch_file: Path, timeout: float) -> PatchResult:
+    """`git am --3way` of one patch file; on a conflict the am is aborted and the result
+    names the files and hunks (also used patch by patch by check-series, rebase, port-diff)."""
     start = time.monotonic()
     done = git_run(worktree, "am", "--3way", str(patch_file), timeout=timeout)
     result = PatchResult(patch.index, patch.name, patch.subject, APPLIED, output=done.output)
@@ -160,7 +161,7 @@ def _load_reusable(worktree: Path, record: Path, base: str,
                        patches, reused=True)
 
 
-def _reset_worktree(repo: Path, worktree: Path, branch: str, base: str, log: Logger) -> None:
+def reset_worktree(repo: Path, worktree: Path, branch: str, base: str, log: Logger) -> None:
     """Put the worktree on a new `branch` at `base`: reuse an existing worktree (a checkout
     rewrites only the files that differ, keeping the other mtimes) or make a new one."""
     if worktree.is_dir() and git_run(worktree, "rev-parse", "--git-dir",
@@ -207,7 +208,7 @@ def apply_series(tree: Tree, series: Series, cache: Cache, log: Logger,
         log(f"  reusing {worktree} (HEAD {reused.head[:12]}, {len(reused.patches)} patches)")
         return reused
     record.unlink(missing_ok=True)
-    _reset_worktree(tree.repo, worktree, branch, tree.commit, log)
+    reset_worktree(tree.repo, worktree, branch, tree.commit, log)
     results: list[PatchResult] = []
     rerun: list[str] = []
     with tempfile.TemporaryDirectory(prefix="pipeline-patches-") as tmp:
@@ -217,7 +218,7 @@ def apply_series(tree: Tree, series: Series, cache: Cache, log: Logger,
                 continue
             patch_file = Path(tmp) / f"{patch.index:04d}.patch"
             patch_file.write_text(patch.text)
-            result = _apply_one(worktree, patch, patch_file, timeout)
+            result = apply_one(worktree, patch, patch_file, timeout)
             results.append(result)
             log(f"  [{patch.index}/{len(series.patches)}] {result.status}: {patch.subject}")
             if result.status == CONFLICTED:
@@ -232,3 +233,31 @@ def apply_series(tree: Tree, series: Series, cache: Cache, log: Logger,
         tmp_record.write_text(json.dumps(data, indent=1))
         tmp_record.replace(record)
     return result
+
+
+def apply_stage(ctx: VariantContext) -> list[Case]:
+    """The apply stage: the series on the tree's baseline, a case per patch; makes `src`
+    (the worktree) when every patch applied."""
+    assert ctx.series is not None
+    result = apply_series(ctx.tree, ctx.series, ctx.cache, ctx.log)
+    cases = []
+    for p in result.patches:
+        case = Case(f"{p.index:04d} {p.subject}", PASSED, p.duration, stdout=p.output)
+        if p.status == APPLIED_3WAY:
+            case.message = "applied with 3-way merge"
+        elif p.status == CONFLICTED:
+            case.status = FAILED
+            case.message = (f"patch {p.name} does not apply; conflicts in "
+                            f"{', '.join(p.files) or 'unknown files'}")
+            case.details = ("hunks: " + ", ".join(p.hunks) + "\n\n" + p.output).strip()
+        elif p.status == NOT_APPLIED:
+            case.status = SKIPPED
+            case.message = "not applied: an earlier patch conflicted"
+        cases.append(case)
+    ctx.report.properties["series_branch"] = result.branch
+    ctx.report.properties["series_head"] = result.head
+    if result.ok:
+        ctx.src = result.worktree
+    elif result.rerun:
+        ctx.log.rerun(result.rerun)
+    return cases

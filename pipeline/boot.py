@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import pexpect
 
@@ -32,6 +33,9 @@ from .errors import PipelineError, StageFailed
 from .guest_results import MARK_LINE, ConsoleTrack, Event, read_results, request_json
 from .log import rerun_line
 from .qemu import Machine, guest_argv, qemu_version
+
+if TYPE_CHECKING:
+    from .job import Job, Variant
 
 GUEST_DIR = Path(__file__).resolve().parent / "guest"
 INIT = GUEST_DIR / "init.py"
@@ -82,9 +86,44 @@ class BootResult:
     command: list[str] = field(default_factory=list)      # exact QEMU argv
 
 
+
+def settings_for(job: Job, variant: Variant, accel: str | None = None) -> BootSettings:
+    """The machine a variant's guest runs on: the job's qemu section, its timeouts stretched
+    by the variant's timeout_scale, its kernel words after the job's; `accel` is the run's
+    probed accelerator (None: the job's setting)."""
+    scale = variant.timeout_scale
+    return BootSettings(
+        memory=job.qemu.memory, smp=job.qemu.smp, accel=accel or job.qemu.accel,
+        boot_timeout=job.timeouts.boot * scale, test_timeout=job.timeouts.test * scale,
+        total_timeout=job.timeouts.total * scale,
+        kernel_args=[*job.qemu.kernel_args, *variant.kernel_args],
+        qemu_args=list(job.qemu.qemu_args),
+        root=str(job.qemu.root) if job.qemu.root else "")
+
+
+class BootBackend(Protocol):
+    """What the stages need of a boot: the real one is QemuBoot; the runner's tests pass a
+    fake that returns real BootResult objects."""
+
+    def probe_accel(self, kernel: Path, settings: BootSettings, log: Log) -> str: ...
+
+    def run_guest(self, kernel: Path, test_paths: list[Path], out_dir: Path,
+                  settings: BootSettings, python: Path, log: Log) -> BootResult: ...
+
+
+class QemuBoot:
+    """The real back end: this module's QEMU boots."""
+
+    def probe_accel(self, kernel: Path, settings: BootSettings, log: Log) -> str:
+        return probe_accel(kernel, settings, log)
+
+    def run_guest(self, kernel: Path, test_paths: list[Path], out_dir: Path,
+                  settings: BootSettings, python: Path, log: Log) -> BootResult:
+        return run_guest(kernel, test_paths, out_dir, settings, python, log)
+
 # --- QEMU process ---------------------------------------------------------------------------
 
-def _spawn(argv: list[str], machine: Machine) -> pexpect.spawn:
+def spawn(argv: list[str], machine: Machine) -> pexpect.spawn:
     """Start QEMU on a pty (its own session: a terminal's Ctrl-C does not reach it, we stop
     it; if this process dies, the pty closes and QEMU gets SIGHUP)."""
     try:
@@ -95,7 +134,7 @@ def _spawn(argv: list[str], machine: Machine) -> pexpect.spawn:
                           f"{machine.debian_package} installed?)") from exc
 
 
-def _stop(child: pexpect.spawn) -> str:
+def stop(child: pexpect.spawn) -> str:
     """Stop QEMU if it still runs (SIGHUP/SIGINT, then SIGKILL after STOP_GRACE) and reap
     it; never leaves it behind. Returns how it ended, e.g. 'exit status 0'."""
     try:
@@ -115,7 +154,7 @@ def _stop(child: pexpect.spawn) -> str:
     return f"exit status {child.exitstatus}"
 
 
-def _readline(child: pexpect.spawn, timeout: float) -> str | None:
+def readline(child: pexpect.spawn, timeout: float) -> str | None:
     """One console line, or None when nothing complete arrived within `timeout`; raises
     pexpect.EOF once QEMU has exited and everything was read."""
     try:
@@ -145,7 +184,7 @@ def probe_accel(kernel: Path, settings: BootSettings, log: Log = print, *,
                       memory=machine.probe_memory, smp=1, init=["/bin/true"], out_share=None,
                       kernel_args=[], qemu_args=[])
     start = time.monotonic()
-    child = _spawn(argv, machine)
+    child = spawn(argv, machine)
     try:
         child.expect_exact(machine.probe_banner, timeout=machine.probe_seconds)
         log(f"  accel: KVM probe boot printed '{machine.probe_banner}' after "
@@ -161,7 +200,7 @@ def probe_accel(kernel: Path, settings: BootSettings, log: Log = print, *,
             + (f" ({console_mod.clean(said[-1])})" if said else "") + ": using TCG")
         return "tcg"
     finally:
-        _stop(child)
+        stop(child)
 
 
 # --- the session ---------------------------------------------------------------------------
@@ -221,7 +260,7 @@ def _drive(child: pexpect.spawn, console_log, track: ConsoleTrack, watch: _Watch
                 f"finished{running}")
             next_progress = now + PROGRESS_EVERY
         try:
-            line = _readline(child, READ_TICK)
+            line = readline(child, READ_TICK)
         except pexpect.EOF:
             return
         if line is None:
@@ -301,13 +340,13 @@ def run_guest(kernel: Path, test_paths: list[Path], out_dir: Path, settings: Boo
     lines: list[str] = []
     start = time.monotonic()
     watch = _Watch(settings, start, start)
-    child = _spawn(argv, machine)
+    child = spawn(argv, machine)
     ended = "still running"
     try:
         with open(out_dir / "console.log", "w") as console_log:
             _drive(child, console_log, track, watch, lines, log)
     finally:
-        ended = _stop(child)
+        ended = stop(child)
     result.duration = time.monotonic() - start
     events = read_results(share / "results.jsonl")
     track.absorb_file_events(events)

@@ -11,14 +11,19 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import proc
-from .log import fmt_duration
+from . import proc, ready
+from .kconfig import install_config
+from .log import Logger, fmt_duration
+from .qemu import Machine
+from .results import FAILED, PASSED, Case
 
-Logger = Callable[[str], None]
+if TYPE_CHECKING:
+    from .context import VariantContext
 _COMPILER_ERR = re.compile(r"^(?P<loc>[^\s:][^:]*:\d+(?::\d+)?): (?:fatal )?error: (?P<msg>.*)$")
 _LINKER_ERR = re.compile(r"(undefined reference to|multiple definition of|"
                          r"^ld(?:\.\S+)?: .*(?:error|cannot find|undefined|relocation)|"
@@ -155,7 +160,7 @@ def build_kernel(src: Path, build_dir: Path, log_path: Path, timeout: float, log
         return BuildResult(ok=False, image=None, duration=0.0, log_path=log_path, command=cmd,
                            env=env, reason=str(exc), errors=[str(exc)])
     text = log_path.read_text(errors="replace")
-    image = build_dir / "arch" / "x86" / "boot" / "bzImage"
+    image = build_dir / Machine.load().image
     result = BuildResult(ok=False, image=None, duration=done.duration, log_path=log_path,
                          command=cmd, env=env, steps=count_steps(text))
     if done.timed_out:
@@ -176,3 +181,37 @@ def build_kernel(src: Path, build_dir: Path, log_path: Path, timeout: float, log
         result.ok = True
         result.image = image
     return result
+
+
+def build_dir_of(ctx: VariantContext) -> Path:
+    """The variant's build folder: one per sources and final .config (so a changed config
+    gets a folder of its own and switching back is incremental)."""
+    assert ctx.config is not None
+    return ctx.cache.dir("builds") / f"{ctx.src_key}-{ctx.config.config_hash[:12]}"
+
+
+def build_stage(ctx: VariantContext) -> list[Case]:
+    """The build stage: an incremental build in the variant's build folder; makes `kernel`
+    (OUT/<variant>/bzImage) when it succeeded."""
+    assert ctx.src is not None and ctx.config is not None
+    build_dir = build_dir_of(ctx)
+    log = ctx.log
+    with ctx.cache.lock(f"build-{build_dir.name}", f"build folder {build_dir}", log):
+        if install_config(ctx.config.config, build_dir):
+            log(f"  new build folder {build_dir}")
+        else:
+            log(f"  incremental build in {build_dir}")
+        result = build_kernel(ctx.src, build_dir, ctx.out / "build.log", ctx.job.timeouts.build,
+                              log, ccache_dir=ctx.cache.root / "ccache")
+        case = Case("build", PASSED, result.duration, message=f"{result.steps} compile/link steps")
+        if result.ok and result.image is not None:
+            shutil.copyfile(result.image, ctx.out / "bzImage")
+            ctx.kernel = ctx.out / "bzImage"
+            ready.record(ctx, ready.inputs(ctx, ctx.src), build_dir, result.image)
+            return [case]
+    case.status = FAILED
+    case.message = result.reason
+    case.details = "\n".join(result.errors) + f"\n\nfull log: {result.log_path}"
+    log("\n".join(f"  {line}" for line in result.errors))
+    log.rerun(result.command, env=result.env)
+    return [case]

@@ -43,16 +43,13 @@ from .job import (
 from .log import NORMAL, Log
 from .results import EXIT_INTERNAL
 from .runner import run_job
+from .status import ExitCode, run_epilog
 
-ABORT_BISECT = 128                          # git bisect run: stop, judge no commit
+ABORT_BISECT = ExitCode.ABORT_BISECT        # git bisect run: stop, judge no commit
 NEEDS_GIT = {"run", "bench", "check-series", "rebase", "bisect-step", "bisect", "series",
              "port-diff", "shell", "exec"}
 
-EPILOG = f"""exit codes: 0 all passed, 1 a guest test failed, 2 bad input,
-3 apply/configure/build/boot failed (or the run was interrupted),
-4 internal error of the pipeline (a bug: please report it with the log);
-exec and shell: the guest command's status, {devloop.EXIT_TIMEOUT} --timeout, {devloop.EXIT_GUEST_LOST} kernel panic or the
-guest died (see `pipeline exec --help`)"""
+EPILOG = run_epilog()
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:

@@ -13,15 +13,18 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import proc
 from .errors import BadInput, StageFailed
+from .log import Logger
+from .results import FAILED, PASSED, Case
 from .tree import version_tuple
 
-Logger = Callable[[str], None]
+if TYPE_CHECKING:
+    from .context import VariantContext
 _SET_RE = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
 _UNSET_RE = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
 _MIN_VERSION_RE = re.compile(r"^#\s*pipeline:\s*min-version\s+(\S+)\s*$")
@@ -220,3 +223,32 @@ def install_config(config: Path, build_dir: Path) -> bool:
         return False
     shutil.copyfile(config, target)
     return True
+
+
+def configure_stage(ctx: VariantContext) -> list[Case]:
+    """The configure stage: the job's base config and fragments (plus the variant's) on the
+    sources, in the variant's config folder; makes `config` when every requested option
+    survived olddefconfig. OUT/<variant>/config is the final .config."""
+    assert ctx.src is not None
+    job, vr = ctx.job, ctx.report
+    work = ctx.cache.dir("configs") / ctx.src_key
+    result = configure(ctx.src, work, job.base_config, job.kconfig + ctx.variant.kconfig_extra,
+                       ctx.tree.version, ctx.log, ctx.out / "configure.log")
+    shutil.copyfile(result.config, ctx.out / "config")
+    vr.properties["config_hash"] = result.config_hash
+    case = Case("configure", PASSED, result.duration,
+                stdout="\n".join(["overrides:", *result.overrides]) if result.overrides else "")
+    if result.skipped:
+        case.message = "skipped fragments: " + ", ".join(p.name for p in result.skipped)
+    if result.ok:
+        ctx.config = result
+        return [case]
+    first = result.missing[0].option
+    more = f" (+{len(result.missing) - 1} more)" if len(result.missing) > 1 else ""
+    case.status = FAILED
+    case.message = (f"{first.name} (from {first.fragment.name}) did not survive "
+                    f"olddefconfig{more}")
+    case.details = "\n".join(m.describe() for m in result.missing)
+    ctx.log(case.details)
+    ctx.log.rerun(make_cmd(ctx.src, work, "olddefconfig"))
+    return [case]

@@ -5,9 +5,13 @@ from __future__ import annotations
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
+
+# What a function that only writes progress lines takes: a Log, print, or list.append.
+Logger = Callable[[str], None]
 
 
 def fmt_duration(seconds: float) -> str:

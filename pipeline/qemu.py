@@ -31,6 +31,7 @@ class Machine:
     probe_memory: str
     probe_banner: str
     interactive_serial: list[str] = field(default_factory=list)
+    image: str = "arch/x86/boot/bzImage"   # the built kernel, relative to the build folder
 
     @classmethod
     def load(cls, path: Path = DATA) -> Machine:
@@ -48,7 +49,8 @@ class Machine:
                 probe_seconds=float(raw["probe_seconds"]),
                 probe_memory=str(raw.get("probe_memory", "256M")),
                 probe_banner=str(raw.get("probe_banner", "Linux version")),
-                interactive_serial=[str(a) for a in raw.get("interactive_serial") or []])
+                interactive_serial=[str(a) for a in raw.get("interactive_serial") or []],
+                image=str(raw.get("image", "arch/x86/boot/bzImage")))
         except (OSError, KeyError, TypeError, ValueError) as exc:
             raise BadInput(f"{path}: bad QEMU settings file: {exc!r}") from exc
 

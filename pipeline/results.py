@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
-STAGES = ("apply", "configure", "build", "boot", "guest", "kselftest-build", "kselftest-run",
-          "kselftest", "kselftest-report")
-EXIT_OK, EXIT_TEST_FAILED, EXIT_BAD_INPUT, EXIT_STAGE_FAILED = 0, 1, 2, 3
-# A bug of the pipeline itself (an exception nobody expected): never 1, which means "a test
-# failed", and never 3, which means the kernel or the series is at fault.
-EXIT_INTERNAL = 4
+from .status import ExitCode, Status, worst
+
+# Short names for the enums' members (pipeline.status has them all).
+PASSED, FAILED, ERROR, SKIPPED = Status.PASSED, Status.FAILED, Status.ERROR, Status.SKIPPED
+EXIT_OK, EXIT_TEST_FAILED = ExitCode.OK, ExitCode.TEST_FAILED
+EXIT_BAD_INPUT, EXIT_STAGE_FAILED, EXIT_INTERNAL = (ExitCode.BAD_INPUT, ExitCode.STAGE_FAILED,
+                                                    ExitCode.INTERNAL)
 
 
 @dataclass
@@ -18,7 +19,7 @@ class Case:
     """One JUnit testcase."""
 
     name: str
-    status: str = PASSED          # passed | failed | error | skipped
+    status: str = PASSED          # a pipeline.status.Status
     duration: float = 0.0
     message: str = ""             # one line
     details: str = ""             # long text (compiler errors, traceback, console tail)
@@ -29,7 +30,7 @@ class Case:
 
 @dataclass
 class Stage:
-    name: str                     # one of STAGES
+    name: str                     # a stage of pipeline.stages, or a report's own
     cases: list[Case] = field(default_factory=list)
     duration: float = 0.0
     properties: dict[str, str] = field(default_factory=dict)   # JUnit testsuite properties
@@ -37,14 +38,8 @@ class Stage:
     ran: bool = True              # False: a placeholder for a stage that never started
 
     @property
-    def status(self) -> str:
-        statuses = {c.status for c in self.cases}
-        for status in (ERROR, FAILED):
-            if status in statuses:
-                return status
-        if statuses and statuses <= {SKIPPED}:
-            return SKIPPED
-        return PASSED
+    def status(self) -> Status:
+        return worst({c.status for c in self.cases})
 
 
 @dataclass
@@ -75,7 +70,7 @@ class RunReport:
     bad_input: str = ""           # message when bad input stopped the run after it started
     duration: float = 0.0
     kselftest_regressions: int = 0   # subtests that pass on baseline and fail on patched
-    kselftest: dict = field(default_factory=dict)   # summary.json "kselftest": verdicts, counts
+    kselftest: dict[str, Any] = field(default_factory=dict)   # summary.json "kselftest": verdicts, counts
     internal_error: str = ""      # a bug of the pipeline: exit 4 (EXIT_INTERNAL)
     started: float = 0.0          # wall clock (time.time()) when the run began; 0.0: unknown
 

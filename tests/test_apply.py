@@ -120,7 +120,7 @@ def test_patch_from_another_tree_names_its_failing_hunks(tmp_path):
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "repo base")
     from pipeline.series import Patch
-    result = A._apply_one(repo, Patch(1, "p.patch", "cgroup: change line 20", patch.read_text()),
+    result = A.apply_one(repo, Patch(1, "p.patch", "cgroup: change line 20", patch.read_text()),
                           patch, 60)
     assert result.status == A.CONFLICTED
     assert result.files == ["kernel/cgroup.c"]

@@ -407,8 +407,9 @@ def test_ready_kernel_only_for_the_same_inputs_and_image(tmp_path):
     import dataclasses
     import subprocess
 
-    from pipeline import runner
+    from pipeline import ready as ready_mod
     from pipeline.cache import Cache
+    from pipeline.context import RunContext, VariantContext
     from pipeline.kconfig import ConfigResult
     from pipeline.results import RunReport, VariantReport
 
@@ -423,29 +424,31 @@ def test_ready_kernel_only_for_the_same_inputs_and_image(tmp_path):
     fragment.write_text("CONFIG_FOO=y\n")
     job = dataclasses.replace(jobmod.load_job(), kconfig=[fragment])
     variant = job.variants[0]
-    run = runner._Run(job, Cache(tmp_path / "cache"), Log(stream=io.StringIO()), RunReport())
+    run = RunContext(job, Cache(tmp_path / "cache"), Log(stream=io.StringIO()), RunReport(),
+                     backend=None)
     tree = type("T", (), {"version": "6.1.1"})()
-    inputs = runner._ready_inputs(run, variant, tree, src)
+    out = tmp_path / "out"
+    out.mkdir()
+    ctx = VariantContext(run, variant, tree, None, VariantReport("v"), out, "key")
+    inputs = ready_mod.inputs(ctx, src)
     assert inputs is not None
     config = ConfigResult(tmp_path / ".config", "ab" * 32, [], [], [], [], 0.0)
     build_dir = run.cache.dir("builds") / f"key-{config.config_hash[:12]}"
     image = build_dir / "arch" / "x86" / "boot" / "bzImage"
     image.parent.mkdir(parents=True)
     image.write_bytes(b"kernel one")
-    runner._record_ready(run, "key", inputs, config, image)
-    out = tmp_path / "out"
-    out.mkdir()
+    ctx.kernel, ctx.config = image, config
+    ready_mod.record(ctx, inputs, build_dir, image)
 
     def ready():
-        return runner._ready_kernel(run, VariantReport("v"), "key",
-                                    runner._ready_inputs(run, variant, tree, src), out)
+        return ready_mod.take(ctx, ready_mod.inputs(ctx, src))
 
     assert ready() == out / "bzImage" and (out / "bzImage").read_bytes() == b"kernel one"
     fragment.write_text("CONFIG_FOO=n\n")          # another fragment: configure again
     assert ready() is None
     fragment.write_text("CONFIG_FOO=y\n")
     (src / "Makefile").write_text("all: x\n")       # a dirty checkout: never reused
-    assert runner._ready_inputs(run, variant, tree, src) is None
+    assert ready_mod.inputs(ctx, src) is None
     subprocess.run([*git, "commit", "-qam", "two"], check=True)   # a new HEAD
     assert ready() is None
     subprocess.run([*git, "reset", "-q", "--hard", "HEAD~1"], check=True)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import write_fake_kernel
 
-from pipeline import build, runner
+from pipeline import build
+from pipeline.interrupts import Signals
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -108,7 +109,7 @@ def test_build_folder_stays_locked_while_an_orphaned_compiler_runs(tmp_path):
 
 
 def test_sighup_stops_the_run_like_sigterm():
-    signals = runner._Signals()
+    signals = Signals()
     with signals.installed(), pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGHUP)
         time.sleep(5)
@@ -116,7 +117,7 @@ def test_sighup_stops_the_run_like_sigterm():
 
 
 def test_qemu_on_its_pty_dies_when_the_pipeline_is_killed(tmp_path):
-    """QEMU is not started by proc.popen but by pexpect on a pty (boot._spawn), so it has no
+    """QEMU is not started by proc.popen but by pexpect on a pty (boot.spawn), so it has no
     PR_SET_PDEATHSIG: it relies on the pty's hangup (SIGHUP to the session leader) when the
     pipeline dies. A stand-in for QEMU that, like QEMU, ends on SIGHUP."""
     pidfile = tmp_path / "qemu.pid"
@@ -124,7 +125,7 @@ def test_qemu_on_its_pty_dies_when_the_pipeline_is_killed(tmp_path):
         import time
         from pipeline import boot
         from pipeline.qemu import Machine
-        child = boot._spawn(["sh", "-c", "echo $$ > {pidfile}; exec sleep 60"], Machine.load())
+        child = boot.spawn(["sh", "-c", "echo $$ > {pidfile}; exec sleep 60"], Machine.load())
         time.sleep(120)
     """, tmp_path)
     child = int(_wait_for(pidfile))

@@ -227,23 +227,21 @@ def test_regression_message_carries_the_counts():
 
 
 def test_runner_reruns_candidates_on_both_kernels(monkeypatch, tmp_path):
-    import types
-
-    from pipeline import runner
+    from pipeline.context import SelftestKernel
+    from pipeline.kselftest import stage as kselftest_stage
 
     calls: list[tuple[Path, list[str]]] = []
 
     def fake_phase(kernel, build, out_dir, settings, python, log, timeout_scale=1.0,
-                   only=None):
+                   only=None, backend=None):
         calls.append((out_dir, only))
         status = FAILED if str(kernel) == "patched" else PASSED
         return kselftest.KselftestPhase(None, [], [r("real", status), r("env", FAILED)])
 
     monkeypatch.setattr(kselftest, "run_phase", fake_phase)
-    run = types.SimpleNamespace(log=lambda _m: None)
-    patched = runner._KselftestKernel(Path("patched"), None, tmp_path / "p", None, 6.0)
-    baseline = runner._KselftestKernel(Path("baseline"), None, tmp_path / "b", None, 6.0)
-    rerun = runner._rerunner(run, patched, baseline)
+    patched = SelftestKernel(Path("patched"), None, tmp_path / "p", None, 6.0)
+    baseline = SelftestKernel(Path("baseline"), None, tmp_path / "b", None, 6.0)
+    rerun = kselftest_stage.rerunner(lambda _m: None, patched, baseline)
     base = [r("real", PASSED), r("env", PASSED), CaseResult("cgroup", "test_ok", "", PASSED)]
     first = [r("real", FAILED), r("env", FAILED), CaseResult("cgroup", "test_ok", "", PASSED)]
     comp = regress.decide(base, first, rerun)

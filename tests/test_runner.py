@@ -1,64 +1,27 @@
 """The orchestrator end to end on a fake kernel tree (a Makefile that plays Kbuild) and a fake
-pipeline.boot (the interface of docs/brief-interface), so it runs in seconds."""
+boot back end (pipeline.boot.BootBackend, returning real BootResult objects), so it runs in
+seconds."""
 
 import hashlib
 import json
 import os
 import signal
-import sys
 import threading
 import types
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from conftest import git, make_tarball, write_fake_kernel
 from lxml import etree
 
-import pipeline
 from pipeline import cache as cache_mod
+from pipeline import runner
+from pipeline.boot import BootResult, GuestTest
 from pipeline.cli import main
 from pipeline.errors import StageFailed
 from pipeline.kselftest.suite import FAILED, PASSED
 
 XSD = Path(__file__).parent / "fixtures" / "junit.xsd"
-
-
-@dataclass
-class BootSettings:
-    memory: str = "1G"
-    smp: int = 2
-    accel: str = "auto"
-    boot_timeout: float = 120.0
-    test_timeout: float = 300.0
-    total_timeout: float = 1800.0
-    kernel_args: list = field(default_factory=list)
-    qemu_args: list = field(default_factory=list)
-    root: str = ""
-
-
-@dataclass
-class GuestTest:
-    nodeid: str
-    outcome: str
-    duration: float
-    message: str = ""
-    details: str = ""
-    kernel_log: str = ""
-
-
-@dataclass
-class BootResult:
-    booted: bool
-    completed: bool
-    accel: str
-    qemu_version: str
-    duration: float
-    failure: str = ""
-    console_tail: str = ""
-    tests: list = field(default_factory=list)
-    splats: list = field(default_factory=list)
-    command: list = field(default_factory=list)
 
 
 class FakeBoot:
@@ -68,12 +31,6 @@ class FakeBoot:
         self.calls: list[tuple] = []
         self.probes = 0
         self.behaviour = "pass"
-
-    def module(self) -> types.ModuleType:
-        mod = types.ModuleType("pipeline.boot")
-        mod.BootSettings, mod.GuestTest, mod.BootResult = BootSettings, GuestTest, BootResult
-        mod.run_guest, mod.probe_accel = self.run_guest, self.probe_accel
-        return mod
 
     def probe_accel(self, kernel, settings, log=print):
         self.probes += 1
@@ -106,10 +63,9 @@ class FakeBoot:
 
 @pytest.fixture
 def fake_boot(monkeypatch):
+    """The runner's boot back end (pipeline.runner.default_backend) replaced by a FakeBoot."""
     fake = FakeBoot()
-    mod = fake.module()
-    monkeypatch.setitem(sys.modules, "pipeline.boot", mod)
-    monkeypatch.setattr(pipeline, "boot", mod, raising=False)
+    monkeypatch.setattr(runner, "default_backend", lambda: fake)
     return fake
 
 
@@ -416,7 +372,7 @@ def _interrupt_after(monkeypatch, module, name: str, calls: int = 1) -> None:
 
 @pytest.mark.parametrize("where,stage", [
     ("tree.safe_extract", "apply"),        # extracted, not yet committed: tree not cached
-    ("apply._apply_one", "apply"),         # 1 of 2 patches applied
+    ("apply.apply_one", "apply"),         # 1 of 2 patches applied
     ("kconfig.write_merged", "configure"),  # base config written, olddefconfig not run
     ("build.build_kernel", "build"),        # image built, not yet copied out
 ])
@@ -440,12 +396,12 @@ def test_interrupt_at_each_stage_then_a_clean_run(project, fake_boot, monkeypatc
 
 
 def test_a_bug_in_the_kselftest_report_still_gives_junit(project, fake_boot, monkeypatch):
-    from pipeline import runner
+    from pipeline.kselftest import stage as kselftest_stage
 
     def broken(run):
         raise RuntimeError("bug in the report")
 
-    monkeypatch.setattr(runner, "_kselftest_report", broken)
+    monkeypatch.setattr(kselftest_stage, "report", broken)
     code, _summary, doc = run(project, "--variant", "baseline")
     assert code == 4
     error = doc.xpath("//testsuite[@name='baseline.kselftest-report']/testcase/error")[0]
@@ -505,7 +461,8 @@ def test_kselftest_results_and_known_issues_reach_junit(project, fake_boot, monk
     from pipeline.kselftest import known_issues
     from pipeline.kselftest import suite as kselftest
 
-    def phase(kernel, build, out_dir, settings, python, log, timeout_scale=1.0, only=None):
+    def phase(kernel, build, out_dir, settings, python, log, timeout_scale=1.0, only=None,
+              backend=None):
         res = [kselftest.CaseResult("cgroup", "test_x", "", FAILED, "exit code 1; failed: "
                                     "known", duration=2.0),
                kselftest.CaseResult("cgroup", "test_x", "known", FAILED, "no swap"),

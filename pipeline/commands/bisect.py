@@ -145,7 +145,7 @@ class Stepper:
         checkout = self.clone
         if not self.with_series:
             checkout = self.cache.dir("worktrees") / self.key
-            apply_mod._reset_worktree(self.clone, checkout, "pipeline/bisect", sha, self.log)
+            apply_mod.reset_worktree(self.clone, checkout, "pipeline/bisect", sha, self.log)
         return Tree(f"{self.user.path}@{sha[:12]}", self.key, self.clone, checkout, sha, version)
 
     def step(self, sha: str, out: Path) -> Verdict:

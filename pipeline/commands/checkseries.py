@@ -156,7 +156,7 @@ def check_series(job: Job, log: Logger, *, baseline: bool = True, checkpatch: bo
     with cache.lock(f"worktree-{key}", f"worktree {worktree}", log), \
             cache.lock(f"build-{build_dir.name}", f"build folder {build_dir}", log), \
             tempfile.TemporaryDirectory(prefix="pipeline-check-") as tmp:
-        apply_mod._reset_worktree(tree.repo, worktree, branch, tree.commit, log)
+        apply_mod.reset_worktree(tree.repo, worktree, branch, tree.commit, log)
         checker = _Checker(job, tree, series, cache, log, worktree, build_dir)
         if build and baseline:
             result, notes = checker.build("baseline", "build-0000-baseline.log")
@@ -176,7 +176,7 @@ def check_series(job: Job, log: Logger, *, baseline: bool = True, checkpatch: bo
             if stop:
                 builds.cases.append(Case(name, SKIPPED, message=f"not built: {stop}"))
                 continue
-            applied = apply_mod._apply_one(worktree, patch, patch_file, job.timeouts.build)
+            applied = apply_mod.apply_one(worktree, patch, patch_file, job.timeouts.build)
             log(f"apply {patch.index}/{len(series.patches)}: {applied.status}: {patch.subject}")
             if applied.status == apply_mod.CONFLICTED:
                 builds.cases.append(Case(

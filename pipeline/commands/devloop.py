@@ -36,9 +36,10 @@ from ..errors import BadInput
 from ..guest_results import RESULTS, command_request_json, parse_marker, read_results
 from ..log import VERBOSE, Log, fmt_duration
 from ..qemu import Machine, guest_argv
+from ..status import ExitCode
 
-EXIT_TIMEOUT = 124          # --timeout: QEMU was killed (as timeout(1) exits)
-EXIT_GUEST_LOST = 255       # kernel panic, or the guest ended without the command's status
+EXIT_TIMEOUT = ExitCode.TIMEOUT          # --timeout: QEMU was killed (as timeout(1) exits)
+EXIT_GUEST_LOST = ExitCode.GUEST_LOST    # kernel panic, or the guest ended without the status
 DEFAULT_TIMEOUT = 300.0     # seconds for an exec session (boot + command)
 ESCAPE = "\x1d"             # Ctrl-]: leave the shell, stop QEMU (as telnet's escape)
 MODE_WORD = "pipeline.mode="
@@ -245,7 +246,7 @@ def run_exec(kernel: Path, command: list[str], session: Session, out_dir: Path, 
     """Boot `kernel` in exec mode, run `command` in the guest, copy its output to the `stdout`
     and `stderr` descriptors as it comes; OUT_DIR/console.log has the console. QEMU is
     stopped on every way out (timeout, panic, Ctrl-C)."""
-    from ..boot import GUEST_DIR, _readline, _spawn, _stop
+    from ..boot import GUEST_DIR, readline, spawn, stop
 
     machine = machine or Machine.load()
     share = _fresh_share(out_dir)
@@ -257,12 +258,12 @@ def run_exec(kernel: Path, command: list[str], session: Session, out_dir: Path, 
     pumps = [OutputPump(share / "stdout", stdout), OutputPump(share / "stderr", stderr)]
     start = time.monotonic()
     watch = ExecWatch(session.boot_timeout, timeout, start)
-    child = _spawn(argv, machine)
+    child = spawn(argv, machine)
     try:
         with open(out_dir / "console.log", "w") as console_log:
             while not watch.stop_now(time.monotonic()):
                 try:
-                    line = _readline(child, 0.05)
+                    line = readline(child, 0.05)
                 except pexpect.EOF:
                     break
                 for p in pumps:
@@ -278,7 +279,7 @@ def run_exec(kernel: Path, command: list[str], session: Session, out_dir: Path, 
                     log.debug(f"  guest: command starting after "
                               f"{time.monotonic() - start:.1f} s")
     finally:
-        watch.outcome.qemu_ended = _stop(child)
+        watch.outcome.qemu_ended = stop(child)
         for p in pumps:
             try:
                 p.pump()
@@ -314,7 +315,7 @@ def run_shell(kernel: Path, session: Session, out_dir: Path, log: Log, *, varian
     """Boot `kernel` in shell mode, wait for the guest's "ready" (the boot log goes to
     OUT_DIR/console.log only, -vv shows it), print the banner and hand the console to the
     user (pexpect interact: the host terminal in raw mode, Ctrl-] leaves)."""
-    from ..boot import GUEST_DIR, _readline, _spawn, _stop
+    from ..boot import GUEST_DIR, readline, spawn, stop
 
     machine = machine or Machine.load()
     share = _fresh_share(out_dir)
@@ -326,12 +327,12 @@ def run_shell(kernel: Path, session: Session, out_dir: Path, log: Log, *, varian
     log.debug(f"  qemu: {' '.join(argv)}")
     start = time.monotonic()
     watch = ExecWatch(session.boot_timeout, 0.0, start)
-    child = _spawn(argv, machine)
+    child = spawn(argv, machine)
     try:
         with open(out_dir / "console.log", "wb") as console_log:
             while not watch.outcome.booted and not watch.stop_now(time.monotonic()):
                 try:
-                    line = _readline(child, 0.05)
+                    line = readline(child, 0.05)
                 except pexpect.EOF:
                     break
                 if line is None:
@@ -346,7 +347,7 @@ def run_shell(kernel: Path, session: Session, out_dir: Path, log: Log, *, varian
                 sys.stdout.flush()
                 watch.outcome.escaped = (interact or _interact)(child, console_log)
     finally:
-        watch.outcome.qemu_ended = _stop(child)
+        watch.outcome.qemu_ended = stop(child)
     outcome = watch.outcome
     outcome.duration = time.monotonic() - start
     text = (out_dir / "console.log").read_text(errors="replace")

@@ -289,7 +289,7 @@ def _apply(scratch: Path, side: Side, tmp: Path, log: Logger) -> None:
     for patch in series.patches:
         patch_file = tmp / f"{side.label}-{patch.index:04d}.patch"
         patch_file.write_text(patch.text)
-        result = apply_mod._apply_one(scratch, patch, patch_file, GIT_TIMEOUT)
+        result = apply_mod.apply_one(scratch, patch, patch_file, GIT_TIMEOUT)
         if result.status == apply_mod.CONFLICTED:
             where = series.source / patch.name if series.source.is_dir() else series.source
             files = ", ".join(result.hunks or result.files) or "git named no file"

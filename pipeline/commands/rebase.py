@@ -118,11 +118,11 @@ def rebase_report(series_spec: str, tree_spec: str, out: Path, log: Logger, *,
     reports: list[PatchReport] = []
     with cache.lock(f"worktree-{key}", f"worktree {worktree}", log), \
             tempfile.TemporaryDirectory(prefix="pipeline-rebase-") as tmp:
-        apply_mod._reset_worktree(tree.repo, worktree, branch, tree.commit, log)
+        apply_mod.reset_worktree(tree.repo, worktree, branch, tree.commit, log)
         for patch in series.patches:
             patch_file = Path(tmp) / f"{patch.index:04d}.patch"
             patch_file.write_text(patch.text)
-            result = apply_mod._apply_one(worktree, patch, patch_file, 600)
+            result = apply_mod.apply_one(worktree, patch, patch_file, 600)
             status = {apply_mod.APPLIED: CLEAN, apply_mod.APPLIED_3WAY: THREE_WAY}.get(
                 result.status, CONFLICT)
             report = PatchReport(patch.index, patch.subject, status, result.files,

@@ -19,19 +19,20 @@ only). Each program runs with kselftest's timeout (the target's `settings`
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import re
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import ktap, proc
+from ..boot import BootBackend, BootResult, BootSettings, QemuBoot
 from ..errors import BadInput, StageFailed
-from ..log import fmt_duration, rerun_line
+from ..log import Logger, fmt_duration, rerun_line
 
 DEFAULT_TIMEOUT = 45          # kselftest/runner.sh kselftest_default_timeout
 KSFT_SKIP = 4
@@ -41,7 +42,6 @@ MANIFEST = "kselftest-manifest.json"
 STAMP = ".pipeline-stamp"
 PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
 
-Logger = Callable[[str], None]
 
 
 @dataclass
@@ -351,7 +351,7 @@ def results_of(runs: list[SelftestRun], session_failure: str = "") -> list[CaseR
 
 @dataclass
 class KselftestPhase:
-    boot: object                  # pipeline.boot.BootResult
+    boot: BootResult
     runs: list[SelftestRun]
     results: list[CaseResult]
 
@@ -387,19 +387,18 @@ def scratch_boot_args(image: Path) -> tuple[list[str], list[str]]:
             ["-drive", f"file={image},format=raw,if=virtio,cache=unsafe"])
 
 
-def run_phase(kernel: Path, build: SelftestBuild, out_dir: Path, settings: object,
+def run_phase(kernel: Path, build: SelftestBuild, out_dir: Path, settings: BootSettings,
               python: Path, log: Logger, timeout_scale: float = 1.0,
-              only: list[str] | None = None, scratch: bool = True) -> KselftestPhase:
+              only: list[str] | None = None, scratch: bool = True,
+              backend: BootBackend | None = None) -> KselftestPhase:
     """Boot `kernel` once more and run the installed selftests (run_guest on the guest
     module); `settings` is a boot.BootSettings, copied and given the kselftest time budget.
     `timeout_scale` stretches kselftest's per-test timeouts (passed to the guest on the
     kernel command line as kselftest.timeout_scale=F); use the job's TCG factor.
     Console output goes to out_dir/console.log (use a folder of its own, e.g. OUT/<variant>/
-    kselftest, so it does not overwrite the main session's console log)."""
-    import dataclasses
-
-    from .. import boot  # late: the host side works without the guest side
-
+    kselftest, so it does not overwrite the main session's console log). `backend` boots
+    (default: QEMU)."""
+    backend = backend or QemuBoot()
     tests = [t for t in build.tests if only is None or t.name in only]
     paths = [build.guest_module] if only is None else [
         Path(f"{build.guest_module}::test_selftest[{t.collection}:{t.name}]") for t in tests]
@@ -419,7 +418,7 @@ def run_phase(kernel: Path, build: SelftestBuild, out_dir: Path, settings: objec
     log(f"  kselftest: {len(tests)} programs, up to {fmt_duration(total)}"
         + (f", scratch disk {image}" if image is not None else ""))
     try:
-        result = boot.run_guest(kernel, paths, out_dir, settings, python, log=log)
+        result = backend.run_guest(kernel, paths, out_dir, settings, python, log)
     finally:
         if image is not None:
             shutil.rmtree(image.parent, ignore_errors=True)
