@@ -31,7 +31,7 @@ from . import console as console_mod
 from . import testlist
 from .errors import PipelineError, StageFailed
 from .guest_results import MARK_LINE, ConsoleTrack, Event, read_results, request_json
-from .log import rerun_line
+from .log import Logger, rerun_line
 from .qemu import Machine, guest_argv, qemu_version
 
 if TYPE_CHECKING:
@@ -45,8 +45,6 @@ POWEROFF_GRACE = 30.0  # seconds QEMU may take to exit after the guest said the 
 PROGRESS_EVERY = 60.0  # seconds between progress lines during a long session
 READ_TICK = 0.25       # seconds the console read waits before the deadlines are checked again
 STOP_GRACE = 5.0       # seconds QEMU gets to exit after SIGTERM/SIGHUP before SIGKILL
-
-Log = Callable[[str], None]
 
 
 @dataclass
@@ -105,20 +103,20 @@ class BootBackend(Protocol):
     """What the stages need of a boot: the real one is QemuBoot; the runner's tests pass a
     fake that returns real BootResult objects."""
 
-    def probe_accel(self, kernel: Path, settings: BootSettings, log: Log) -> str: ...
+    def probe_accel(self, kernel: Path, settings: BootSettings, log: Logger) -> str: ...
 
     def run_guest(self, kernel: Path, test_paths: list[Path], out_dir: Path,
-                  settings: BootSettings, python: Path, log: Log) -> BootResult: ...
+                  settings: BootSettings, python: Path, log: Logger) -> BootResult: ...
 
 
 class QemuBoot:
     """The real back end: this module's QEMU boots."""
 
-    def probe_accel(self, kernel: Path, settings: BootSettings, log: Log) -> str:
+    def probe_accel(self, kernel: Path, settings: BootSettings, log: Logger) -> str:
         return probe_accel(kernel, settings, log)
 
     def run_guest(self, kernel: Path, test_paths: list[Path], out_dir: Path,
-                  settings: BootSettings, python: Path, log: Log) -> BootResult:
+                  settings: BootSettings, python: Path, log: Logger) -> BootResult:
         return run_guest(kernel, test_paths, out_dir, settings, python, log)
 
 # --- QEMU process ---------------------------------------------------------------------------
@@ -169,7 +167,7 @@ def readline(child: pexpect.spawn, timeout: float) -> str | None:
     return child.before.rstrip("\r")
 
 
-def probe_accel(kernel: Path, settings: BootSettings, log: Log = print, *,
+def probe_accel(kernel: Path, settings: BootSettings, log: Logger = print, *,
                 machine: Machine | None = None) -> str:
     """'kvm' only if a short KVM probe boot of `kernel` prints the kernel banner within
     machine.probe_seconds, else 'tcg' (says which and why, once). An explicit 'kvm' or
@@ -245,7 +243,7 @@ class _Watch:
 
 
 def _drive(child: pexpect.spawn, console_log, track: ConsoleTrack, watch: _Watch,
-           lines: list[str], log: Log) -> None:
+           lines: list[str], log: Logger) -> None:
     """Read the console until QEMU exits or `watch` says stop."""
     next_progress = watch.start + PROGRESS_EVERY
     while True:
@@ -308,7 +306,7 @@ def _session_failure(track: ConsoleTrack, watch: _Watch, lines: list[str], ended
 
 
 def run_guest(kernel: Path, test_paths: list[Path], out_dir: Path, settings: BootSettings,
-              python: Path, log: Log = print, *, machine: Machine | None = None) -> BootResult:
+              python: Path, log: Logger = print, *, machine: Machine | None = None) -> BootResult:
     """Boot `kernel`, run pytest on `test_paths` inside the guest with interpreter `python`
     (a host path, visible in the guest over 9p), write out_dir/console.log and the guest's
     files (out_dir/guest/), return the results.

@@ -4,19 +4,16 @@ below (`pipeline COMMAND --help` for each)."""
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib.metadata
 import os
 import shlex
 import shutil
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 
-from . import kconfig, outdir, plan
+from . import outdir, plan
 from .bench import benchmark as bench
-from .cache import default_cache_root
 from .commands import (
     bisect,
     checkseries,
@@ -33,14 +30,12 @@ from .job import (
     DEFAULT_JOB,
     INSTALLED,
     PROJECT_ROOT,
-    Job,
     Overrides,
     apply_overrides,
-    check_boot_paths,
-    check_guest_root,
     load_job,
 )
 from .log import NORMAL, Log
+from .preflight import check_before_work
 from .results import EXIT_INTERNAL
 from .runner import run_job
 from .status import ExitCode, run_epilog
@@ -110,7 +105,7 @@ def _cmd_run(args: argparse.Namespace, log: Log) -> int:
             out=args.out, accel=args.accel, variants=args.variant, cache_dir=args.cache_dir,
             tree_sha256=args.tree_sha256, kselftest=args.kselftest,
             insecure_http=args.insecure_http, memory=args.memory, cpus=args.cpus))
-        check_before_work(job, log, dry_run=args.dry_run)
+        check_before_work(job, dry_run=args.dry_run)
     except BadInput:
         # A refused run (exit 2) must not leave the last run's junit.xml/summary.json in
         # --out looking like its verdict; a run that starts clears them in outdir.start_run.
@@ -126,27 +121,6 @@ def _cmd_run(args: argparse.Namespace, log: Log) -> int:
     return run_job(job, log)
 
 
-def check_before_work(job: Job, log: Log, dry_run: bool = False) -> None:
-    """Everything that can be refused as bad input without touching a tree (exit 2). A dry
-    run leaves out the checks that create OUT and the cache to write a probe into them."""
-    guest_dir = Path(__file__).resolve().parent / "guest"
-    check_boot_paths(Path(sys.executable), guest_dir)
-    if not dry_run:
-        check_writable_dir(job.out, "--out")
-    cache_root = job.cache_dir or default_cache_root()
-    check_guest_root(job.qemu.root, [Path(sys.executable), guest_dir, *job.tests,
-                                     *([cache_root] if job.kselftest.enabled else [])])
-    for variant in job.variants:
-        if (job.out / variant.name).is_symlink():
-            raise BadInput(f"{job.out / variant.name} is a symlink: refused (the run would "
-                           "write through it)")
-    if not dry_run:
-        check_writable_dir(cache_root, "the cache folder")
-    for fragment in dict.fromkeys([*job.kconfig, *(f for v in job.variants
-                                                   for f in v.kconfig_extra)]):
-        kconfig.parse_fragment(fragment)  # unreadable or not text
-
-
 def _drop_previous_results(out: Path, log: Log) -> None:
     """Best effort: a read-only or odd --out is the error being reported already."""
     if out.is_dir() and not out.is_symlink():
@@ -154,25 +128,6 @@ def _drop_previous_results(out: Path, log: Log) -> None:
             outdir.clear_previous(out, log)
         except OSError:
             pass
-
-
-def check_writable_dir(path: Path, what: str) -> None:
-    """`path` is (or can be made) a folder we can write a file into; BadInput otherwise. Run
-    before any work, so that a read-only, full or mistyped --out or cache stops the run at
-    once (exit 2) instead of after the build."""
-    if path.exists() and not path.is_dir():
-        raise BadInput(f"{what} {path}: exists and is not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".pipeline-write-test-") as probe:
-            probe.write(b"x" * 4096)
-            probe.flush()
-            os.fsync(probe.fileno())
-    except OSError as exc:
-        why = {errno.EROFS: "read-only file system", errno.ENOSPC: "no space left",
-               errno.EACCES: "permission denied", errno.ENOTDIR: "a parent is not a folder",
-               errno.EDQUOT: "disk quota exceeded"}.get(exc.errno, exc.strerror or str(exc))
-        raise BadInput(f"{what} {path}: cannot write there ({why})") from None
 
 
 def _check_tools(command: str) -> None:

@@ -131,7 +131,7 @@ def _load_yaml_positions(path: Path) -> tuple[Any, dict[str, int], dict[str, int
     return data, lines, columns
 
 
-def _load_yaml(path: Path) -> tuple[Any, dict[str, int]]:
+def load_yaml(path: Path) -> tuple[Any, dict[str, int]]:
     """The job file's data and the line of every dotted key (see _load_yaml_positions)."""
     data, lines, _ = _load_yaml_positions(path)
     return data, lines
@@ -148,7 +148,7 @@ class _Problem(BadInput):
 
 
 @dataclass
-class _Checker:
+class Checker:
     """Type checks that raise BadInput naming file, key and line.
 
     With `collect`, the checks that look at several keys or items (`mapping`, `items`,
@@ -274,7 +274,7 @@ class _Checker:
         return path
 
 
-def _kernel_words(check: _Checker, value: Any, key: str = "qemu.kernel_args") -> list[str]:
+def _kernel_words(check: Checker, value: Any, key: str = "qemu.kernel_args") -> list[str]:
     """Kernel command line words: the kernel splits its command line at white space, so a
     word with a space (or a control character) would silently become two parameters."""
     words = []
@@ -288,7 +288,7 @@ def _kernel_words(check: _Checker, value: Any, key: str = "qemu.kernel_args") ->
     return words
 
 
-def _guest_root(check: _Checker, value: Any, base: Path) -> Path | None:
+def _guest_root(check: Checker, value: Any, base: Path) -> Path | None:
     """qemu.root: a host folder (relative to the job file) exported read-only as the guest's /
     instead of the host's own /."""
     if value is None:
@@ -402,13 +402,13 @@ def load_job(path: Path | None = None) -> Job:
         base = file.parent
     utf8_path(file, "job file")
     data, lines, columns = _load_yaml_positions(file)
-    check = _Checker(file, lines, collect=True, columns=columns)
+    check = Checker(file, lines, collect=True, columns=columns)
     job = _validate(check, data, file, base)
     check.raise_collected()
     return job
 
 
-def _validate(check: _Checker, data: Any, file: Path, base: Path) -> Job:
+def _validate(check: Checker, data: Any, file: Path, base: Path) -> Job:
     """The Job of `data`; each problem is recorded in `check` and a default used in its place
     (the Job is then thrown away: `check.raise_collected()`)."""
     top = check.attempt(check.mapping, data, "", _TOP_KEYS, default={})
@@ -508,7 +508,7 @@ def _validate(check: _Checker, data: Any, file: Path, base: Path) -> Job:
         tree_sha256=sha, kselftest=kselftest)
 
 
-def _variant_name(check: _Checker, item: dict[str, Any], key: str,
+def _variant_name(check: Checker, item: dict[str, Any], key: str,
                   seen: list[str]) -> str | None:
     if "name" not in item:
         check.report(check.fail(key, "missing key 'name'"))
@@ -525,7 +525,7 @@ def _variant_name(check: _Checker, item: dict[str, Any], key: str,
     return name
 
 
-def _qemu(check: _Checker, raw_q: dict[str, Any], base: Path) -> QemuSettings:
+def _qemu(check: Checker, raw_q: dict[str, Any], base: Path) -> QemuSettings:
     defaults_q = QemuSettings()
     memory = raw_q.get("memory", defaults_q.memory)
     if isinstance(memory, int) and not isinstance(memory, bool):
@@ -546,7 +546,7 @@ def _qemu(check: _Checker, raw_q: dict[str, Any], base: Path) -> QemuSettings:
         root=check.attempt(_guest_root, check, raw_q.get("root"), base, default=None))
 
 
-def _kselftest(check: _Checker, raw_k: dict[str, Any], variant_names: list[str]
+def _kselftest(check: Checker, raw_k: dict[str, Any], variant_names: list[str]
                ) -> KselftestSettings:
     dk = KselftestSettings()
 

@@ -35,11 +35,11 @@ import stat
 import tarfile
 import time
 import zlib
-from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-Logger = Callable[[str], None]
+from .log import Logger
+
 BLOCK = 512
 TAIL_KEEP = 1 << 20          # decompressed bytes kept to check the end marker
 COPY_CHUNK = 1 << 20

@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +27,9 @@ from . import netfetch, safetar
 from .cache import Cache, short_hash
 from .errors import BadInput, StageFailed
 from .git import git, git_run
+from .log import Logger
+from .names import slug
 
-Logger = Callable[[str], None]
 MARKER = "pipeline-tree.json"          # in the repo's .git folder: entry complete
 GIT_TIMEOUT = 1800                     # seconds, for the one big add/commit/clone step
 TARBALL_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
@@ -212,7 +212,7 @@ def _file_key(path: Path) -> str:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:40].strip("-") or "tree"
+    return slug(text, "tree", limit=40)
 
 
 def _strip_suffix(name: str) -> str:

@@ -31,8 +31,9 @@ from pathlib import Path
 import junit_xml
 
 from ..errors import BadInput, StageFailed
-from ..job import seconds_arg
+from ..job import Overrides, apply_overrides, load_job, seconds_arg
 from ..log import Log, fmt_duration
+from ..runner import run_job
 from . import plot as benchplot
 from .boot import Machine, qemu_version, resolve_accel, run_bench_guest
 from .stats import METRICS, Ratio, RepStats, Spread, ratio, rep_stats, summarize
@@ -416,8 +417,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def _build_kernels(args: argparse.Namespace, log: Log) -> int:
     """Build the job's baseline and patched variants (same config) for the kernels not
     given on the command line; fills args.*_kernel."""
-    from ..job import Overrides, apply_overrides, load_job
-    from ..runner import run_job
 
     out = args.out / "build"
     job = apply_overrides(load_job(args.job), Overrides(

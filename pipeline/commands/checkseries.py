@@ -18,7 +18,6 @@ import json
 import re
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,11 +29,10 @@ from ..cache import Cache, default_cache_root, short_hash
 from ..errors import BadInput
 from ..job import PROJECT_ROOT, Job, Overrides, apply_overrides, load_job
 from ..junit import write_junit
-from ..log import fmt_duration
+from ..log import Logger, fmt_duration
 from ..results import FAILED, PASSED, SKIPPED, Case, RunReport, Stage, VariantReport
 from ..tree import Tree, prepare_tree
 
-Logger = Callable[[str], None]
 _TOTAL = re.compile(r"^total: (\d+) errors, (\d+) warnings(?:, (\d+) checks)?", re.MULTILINE)
 _FINDING = re.compile(r"^(ERROR|WARNING|CHECK):", re.MULTILINE)
 CHECKPATCH_TIMEOUT = 300.0
@@ -99,7 +97,7 @@ def _build_case(name: str, build: build_mod.BuildResult, notes: list[str],
 
 
 @dataclass
-class _Checker:
+class Checker:
     job: Job
     tree: Tree
     series: series_mod.Series
@@ -157,7 +155,7 @@ def check_series(job: Job, log: Logger, *, baseline: bool = True, checkpatch: bo
             cache.lock(f"build-{build_dir.name}", f"build folder {build_dir}", log), \
             tempfile.TemporaryDirectory(prefix="pipeline-check-") as tmp:
         apply_mod.reset_worktree(tree.repo, worktree, branch, tree.commit, log)
-        checker = _Checker(job, tree, series, cache, log, worktree, build_dir)
+        checker = Checker(job, tree, series, cache, log, worktree, build_dir)
         if build and baseline:
             result, notes = checker.build("baseline", "build-0000-baseline.log")
             builds.cases.append(_build_case("0000 baseline (no patch)", result, notes,

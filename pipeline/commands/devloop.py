@@ -31,11 +31,16 @@ from typing import BinaryIO
 
 import pexpect
 
+from .. import boot
 from .. import console as console_mod
+from ..boot import GUEST_DIR, INIT, readline, spawn, stop
 from ..errors import BadInput
 from ..guest_results import RESULTS, command_request_json, parse_marker, read_results
+from ..job import Overrides, apply_overrides, load_job, seconds_arg
 from ..log import VERBOSE, Log, fmt_duration
+from ..preflight import check_before_work
 from ..qemu import Machine, guest_argv
+from ..runner import build_variant
 from ..status import ExitCode
 
 EXIT_TIMEOUT = ExitCode.TIMEOUT          # --timeout: QEMU was killed (as timeout(1) exits)
@@ -213,7 +218,6 @@ class Session:
 
 def _machine_argv(machine: Machine, kernel: Path, session: Session, share: Path, mode: str,
                   interactive: bool = False) -> list[str]:
-    from ..boot import INIT
 
     return guest_argv(machine, machine.find_binary(), kernel, accel=session.accel,
                       memory=session.memory, smp=session.smp,
@@ -246,7 +250,6 @@ def run_exec(kernel: Path, command: list[str], session: Session, out_dir: Path, 
     """Boot `kernel` in exec mode, run `command` in the guest, copy its output to the `stdout`
     and `stderr` descriptors as it comes; OUT_DIR/console.log has the console. QEMU is
     stopped on every way out (timeout, panic, Ctrl-C)."""
-    from ..boot import GUEST_DIR, readline, spawn, stop
 
     machine = machine or Machine.load()
     share = _fresh_share(out_dir)
@@ -315,7 +318,6 @@ def run_shell(kernel: Path, session: Session, out_dir: Path, log: Log, *, varian
     """Boot `kernel` in shell mode, wait for the guest's "ready" (the boot log goes to
     OUT_DIR/console.log only, -vv shows it), print the banner and hand the console to the
     user (pexpect interact: the host terminal in raw mode, Ctrl-] leaves)."""
-    from ..boot import GUEST_DIR, readline, spawn, stop
 
     machine = machine or Machine.load()
     share = _fresh_share(out_dir)
@@ -455,7 +457,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _timeout_arg(text: str) -> float:
-    from ..job import seconds_arg
 
     return 0.0 if text.strip() in ("0", "0.0") else seconds_arg(text)
 
@@ -476,10 +477,6 @@ def default_variant(names: list[str]) -> str:
 
 def _prepare(args: argparse.Namespace, log: Log, out_default: str):
     """The job narrowed to one variant, checked, its kernel built; (BuiltKernel, Session)."""
-    from .. import boot
-    from ..cli import check_before_work
-    from ..job import Overrides, apply_overrides, load_job
-    from ..runner import build_variant
 
     loaded = load_job(args.job)
     variant = args.variant or default_variant([v.name for v in loaded.variants])
@@ -488,7 +485,7 @@ def _prepare(args: argparse.Namespace, log: Log, out_default: str):
         out=args.out or out_default, accel=args.accel, variants=[variant],
         cache_dir=args.cache_dir, tree_sha256=args.tree_sha256, kselftest=False,
         memory=args.memory, cpus=args.cpus))
-    check_before_work(job, log)
+    check_before_work(job)
     t0 = time.monotonic()
     built = build_variant(job, log)
     log(f"kernel {built.variant.name} ready ({fmt_duration(time.monotonic() - t0)}): "

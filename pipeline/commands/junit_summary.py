@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from pathlib import Path
 
-Logger = Callable[[str], None]
+from ..log import Logger
+
 _OUTCOMES = (("failure", "failed"), ("error", "error"), ("skipped", "skipped"))
 _MARK = {"passed": "✅", "failed": "❌", "error": "💥", "skipped": "⏭️"}
 

@@ -45,7 +45,6 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,13 +57,14 @@ from ..job import (
     DEFAULT_JOB,
     INSTALLED,
     PROJECT_ROOT,
-    _Checker,
-    _load_yaml,
+    Checker,
+    load_yaml,
     normalize_series_spec,
     normalize_tree_spec,
 )
+from ..log import Logger
+from ..names import slug
 
-Logger = Callable[[str], None]
 _MATRIX_KEYS = {"trees", "series", "kconfig", "variants", "exclude", "ccache_dir", "cache_dir",
                 "accel", "setup", "pipeline", "tags", "runs_on", "timeout_minutes", "image",
                 "container_options"}
@@ -104,7 +104,7 @@ class Matrix:
 def _slug(text: str) -> str:
     text = re.sub(r"^debian:", "", text)
     text = re.sub(r"^.*/", "", text.rstrip("/")) if "/" in text else text
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"
+    return slug(text, "x")
 
 
 def _checkout() -> Path:
@@ -125,8 +125,8 @@ def _from_checkout(path: Path) -> str:
 
 def load_matrix(job_path: Path, ccache_dir: str | None = None) -> Matrix:
     """Read and check the `matrix` section of the job file (names the key and line at fault)."""
-    data, lines = _load_yaml(job_path)
-    check = _Checker(job_path, lines)
+    data, lines = load_yaml(job_path)
+    check = Checker(job_path, lines)
     if not isinstance(data, dict) or data.get("matrix") is None:
         raise BadInput(f"{job_path}: no `matrix` section (see `pipeline matrix --help`)")
     raw = check.mapping(data["matrix"], "matrix", _MATRIX_KEYS)

@@ -35,7 +35,6 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,10 +44,10 @@ from ..cache import Cache, default_cache_root
 from ..errors import BadInput, StageFailed
 from ..git import git
 from ..job import PROJECT_ROOT, normalize_series_spec, normalize_tree_spec
-from ..log import fmt_duration
+from ..log import Logger, fmt_duration
+from ..preflight import check_writable_dir
 from ..tree import Tree, prepare_tree, version_tuple
 
-Logger = Callable[[str], None]
 DEBIAN_SOURCES = Path("/usr/src")
 GIT_TIMEOUT = 600.0
 SAME, CHANGED, ONLY_A, ONLY_B = "=", "!", "<", ">"
@@ -498,7 +497,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd(args: argparse.Namespace, log: Logger) -> int:
-    from ..cli import check_writable_dir  # cli imports this module
 
     cwd = Path.cwd()
     specs: list[str] = []

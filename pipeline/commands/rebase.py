@@ -18,7 +18,6 @@ import argparse
 import re
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,12 +28,11 @@ from ..errors import BadInput, PipelineError
 from ..git import git, git_run
 from ..job import PROJECT_ROOT, normalize_series_spec, normalize_tree_spec
 from ..junit import write_junit
-from ..log import fmt_duration
+from ..log import Logger, fmt_duration
 from ..results import FAILED, PASSED, SKIPPED, Case, RunReport, Stage, VariantReport
 from ..tree import Tree, prepare_tree
 from . import portdiff
 
-Logger = Callable[[str], None]
 CLEAN, THREE_WAY, CONFLICT = "clean", "3-way", "conflicted"
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+\d+(?:,\d+)? @@")
 

@@ -20,7 +20,6 @@ import email.utils
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,9 +28,10 @@ import yaml
 from ..errors import BadInput
 from ..git import git_run
 from ..job import seconds_arg
+from ..log import Logger
+from ..names import patch_file_slug as slug
 from .mailsource import UNKNOWN_EMAIL, Mail, read_mails
 
-Logger = Callable[[str], None]
 GIT_TIMEOUT = 60.0
 _TAG = re.compile(r"^\s*\[([^\]]*)\]\s*")
 _REPLY = re.compile(r"^\s*(re|fwd?|aw|sv|antw)\s*:\s*", re.IGNORECASE)
@@ -108,13 +108,6 @@ def parse_subject(subject: str) -> PatchTag:
     if m := re.search(r"\b[vV](\d+)\b", prefix):
         version = int(m.group(1))
     return PatchTag(reply, is_patch, number, total, version, prefix, text.strip())
-
-
-def slug(title: str, limit: int = 52) -> str:
-    """format-patch's file name part: runs of other characters become one '-'."""
-    text = re.sub(r"[^A-Za-z0-9._]+", "-", title)
-    text = re.sub(r"\.+", ".", text).strip("-.")
-    return text[:limit] or "patch"
 
 
 def find_base(text: str) -> list[str]:
