@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import pexpect
 
@@ -121,7 +121,7 @@ class QemuBoot:
 
 # --- QEMU process ---------------------------------------------------------------------------
 
-def spawn(argv: list[str], machine: Machine) -> pexpect.spawn:
+def spawn(argv: list[str], machine: Machine) -> pexpect.spawn[str]:
     """Start QEMU on a pty (its own session: a terminal's Ctrl-C does not reach it, we stop
     it; if this process dies, the pty closes and QEMU gets SIGHUP)."""
     try:
@@ -132,7 +132,7 @@ def spawn(argv: list[str], machine: Machine) -> pexpect.spawn:
                           f"{machine.debian_package} installed?)") from exc
 
 
-def stop(child: pexpect.spawn) -> str:
+def stop(child: pexpect.spawn[str]) -> str:
     """Stop QEMU if it still runs (SIGHUP/SIGINT, then SIGKILL after STOP_GRACE) and reap
     it; never leaves it behind. Returns how it ended, e.g. 'exit status 0'."""
     try:
@@ -152,19 +152,19 @@ def stop(child: pexpect.spawn) -> str:
     return f"exit status {child.exitstatus}"
 
 
-def readline(child: pexpect.spawn, timeout: float) -> str | None:
+def readline(child: pexpect.spawn[str], timeout: float) -> str | None:
     """One console line, or None when nothing complete arrived within `timeout`; raises
     pexpect.EOF once QEMU has exited and everything was read."""
     try:
         index = child.expect(["\r?\n", pexpect.TIMEOUT], timeout=timeout)
     except pexpect.EOF:
         if child.before:
-            rest, child.before = child.before, ""
+            rest, child.before = str(child.before), ""
             return rest.rstrip("\r")
         raise
     if index == 1:
         return None
-    return child.before.rstrip("\r")
+    return str(child.before).rstrip("\r")
 
 
 def probe_accel(kernel: Path, settings: BootSettings, log: Logger = print, *,
@@ -242,7 +242,7 @@ class _Watch:
         return bool(self.failure)
 
 
-def _drive(child: pexpect.spawn, console_log, track: ConsoleTrack, watch: _Watch,
+def _drive(child: pexpect.spawn[str], console_log: TextIO, track: ConsoleTrack, watch: _Watch,
            lines: list[str], log: Logger) -> None:
     """Read the console until QEMU exits or `watch` says stop."""
     next_progress = watch.start + PROGRESS_EVERY
@@ -391,7 +391,7 @@ def host_collect(python: Path, tests: list[Path], timeout: float = 120.0,
             *[str(t) for t in tests]]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONDONTWRITEBYTECODE": "1",
            "LANG": "C.UTF-8", "HOME": "/nonexistent"}
-    drop: dict = {}
+    drop: dict[str, Any] = {}
     if os.geteuid() == 0 if unprivileged is None else unprivileged:
         drop = {"user": NOBODY, "group": NOBODY, "extra_groups": [],
                 "preexec_fn": _no_new_privs()}
@@ -409,7 +409,7 @@ def merge_tests(track: ConsoleTrack, events: list[Event], failure: str,
                 expected: list[str] | None = None) -> list[GuestTest]:
     """Every test once: the results file's verdict, failed if a splat is in its slice of the
     console, or an error saying it never finished or never ran (with `failure`)."""
-    results: dict[str, dict] = {}
+    results: dict[str, dict[str, Any]] = {}
     collected: list[str] = list(track.collected)
     for ev in events:
         if ev.event == "collected" and not collected:
@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = BootSettings(a.memory, a.smp, a.accel, a.boot_timeout, a.test_timeout,
                             a.total_timeout, a.kernel_arg, a.qemu_arg)
 
-    def on_term(signum, frame):  # SIGTERM stops QEMU like Ctrl-C does
+    def on_term(signum: int, frame: object) -> None:  # SIGTERM stops QEMU like Ctrl-C does
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, on_term)

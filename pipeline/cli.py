@@ -181,7 +181,7 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _run_parser(sub)
     devloop.register(sub)       # pipeline shell, pipeline exec
-    bench.add_parser(sub)
+    bench.register(sub)
     intake.register(sub)        # pipeline series import
     matrix.register(sub)
     junit_summary.register(sub)  # pipeline junit-summary (CI job summaries)

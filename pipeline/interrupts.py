@@ -30,5 +30,5 @@ class Signals:
         try:
             yield
         finally:
-            for sig, old in self.saved.items():
-                signal.signal(sig, old)
+            for signum, old in self.saved.items():
+                signal.signal(signum, old)

@@ -51,5 +51,5 @@ def check_writable_dir(path: Path, what: str) -> None:
     except OSError as exc:
         why = {errno.EROFS: "read-only file system", errno.ENOSPC: "no space left",
                errno.EACCES: "permission denied", errno.ENOTDIR: "a parent is not a folder",
-               errno.EDQUOT: "disk quota exceeded"}.get(exc.errno, exc.strerror or str(exc))
+               errno.EDQUOT: "disk quota exceeded"}.get(exc.errno or 0, exc.strerror or str(exc))
         raise BadInput(f"{what} {path}: cannot write there ({why})") from None

@@ -81,10 +81,12 @@ def run_job(job: Job, log: Log | None = None, build_only: bool = False,
     return run_job_report(job, log, build_only, tree, backend).exit_code()
 
 
-def _context(job: Job, log: Log, backend: BootBackend | None, **flags: bool) -> RunContext:
+def _context(job: Job, log: Log, backend: BootBackend | None, build_only: bool = False,
+             reuse_ready: bool = False) -> RunContext:
     cache = Cache(job.cache_dir or default_cache_root())
     return RunContext(job, cache, log, RunReport(started=time.time()),
-                      backend or default_backend(), **flags)
+                      backend or default_backend(), build_only=build_only,
+                      reuse_ready=reuse_ready)
 
 
 def run_job_report(job: Job, log: Log | None = None, build_only: bool = False,
@@ -163,15 +165,15 @@ def _record_interrupt(run: RunContext, name: str) -> None:
     reports = {vr.name: vr for vr in run.report.variants}
     for variant in run.job.variants:
         names = stages.placeholders(held(run, variant))
-        vr = reports.get(variant.name)
-        if vr is None:
-            vr = VariantReport(variant.name, {"tree": run.job.tree})
+        found = reports.get(variant.name)
+        if found is None:
+            found = VariantReport(variant.name, {"tree": run.job.tree})
             if not reports:  # stopped while the tree was prepared: the first stage is the error
-                vr.stages.append(Stage(names[0], [Case(
+                found.stages.append(Stage(names[0], [Case(
                     names[0], ERROR, message=f"interrupted by {name} while preparing tree "
                                              f"{run.job.tree}")]))
-            run.report.variants.append(vr)
-        stages.fill_skipped(vr.stages, names, reason)
+            run.report.variants.append(found)
+        stages.fill_skipped(found.stages, names, reason)
 
 
 def _finish(run: RunContext, start: float) -> int:

@@ -24,15 +24,15 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import junit_xml
 
 from ..errors import BadInput, StageFailed
 from ..job import Overrides, apply_overrides, load_job, seconds_arg
-from ..log import Log, fmt_duration
+from ..log import Log, Logger, fmt_duration
 from ..runner import run_job
 from . import plot as benchplot
 from .boot import Machine, qemu_version, resolve_accel, run_bench_guest
@@ -144,7 +144,7 @@ def expected_fast(pool: str, n: int, pool_size: int, fast: int) -> str:
     return ""
 
 
-def scenario_results(label: str, data: dict) -> list[ScenarioResult]:
+def scenario_results(label: str, data: dict[str, Any]) -> list[ScenarioResult]:
     """All (scenario, operation) results of one kernel's guest JSON."""
     if data.get("format") != FORMAT:
         raise StageFailed(f"{label}: guest result format {data.get('format')!r}, "
@@ -171,12 +171,12 @@ def scenario_results(label: str, data: dict) -> list[ScenarioResult]:
     return out
 
 
-def comparable(a: dict, b: dict) -> list[str]:
+def comparable(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """Conditions that differ between two kernels' runs (empty: comparable)."""
     return [k for k in SAME_CONDITIONS if a.get(k) != b.get(k)]
 
 
-def claim_check(results: list[ScenarioResult], label: str = "patched") -> list[dict]:
+def claim_check(results: list[ScenarioResult], label: str = "patched") -> list[dict[str, Any]]:
     """The RFC's claim, read from one boot of the patched kernel: for the mkdir burst,
     pool vs no pool on p99 and burst time, loaded first (the RFC's case), idle for context."""
     by = {(r.name, r.op): r for r in results if r.kernel == label}
@@ -199,7 +199,8 @@ def claim_check(results: list[ScenarioResult], label: str = "patched") -> list[d
     return rows
 
 
-def build_report(runs: dict[str, dict], machine: dict, host: dict) -> dict:
+def build_report(runs: dict[str, dict[str, Any]], machine: dict[str, Any],
+                 host: dict[str, Any]) -> dict[str, Any]:
     """bench.json content from each kernel's guest JSON (label -> data)."""
     conditions = {}
     results: list[ScenarioResult] = []
@@ -234,11 +235,11 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}" if x < 10 else f"{x:.0f}"
 
 
-def _cell(s: dict) -> str:
+def _cell(s: dict[str, Any]) -> str:
     return f"{_fmt(s['median'])} ({_fmt(s['lo'])}–{_fmt(s['hi'])})"
 
 
-def render_markdown(report: dict) -> str:
+def render_markdown(report: dict[str, Any]) -> str:
     lines = ["# cgroup creation burst benchmark", ""]
     lines += [("Each figure: median across repetitions (min–max), in ms. p50/p90/p99/max: "
                "per-operation latency within a burst; burst: from the release of the burst "
@@ -287,7 +288,7 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def junit_suite(report: dict) -> junit_xml.TestSuite:
+def junit_suite(report: dict[str, Any]) -> junit_xml.TestSuite:
     """One testcase per (kernel, scenario, operation); it fails when the scenario did not do
     what it claims (operation errors, fast-path count off). junit-xml 1.9 and the project's
     schema have no testcase properties, so the figures are suite properties named
@@ -312,7 +313,8 @@ def junit_suite(report: dict) -> junit_xml.TestSuite:
     return junit_xml.TestSuite("bench", cases, properties=props)
 
 
-def write_outputs(report: dict, raw: dict[str, dict], out: Path) -> list[Path]:
+def write_outputs(report: dict[str, Any], raw: dict[str, dict[str, Any]],
+                  out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "bench.json", out / "bench.md", out / "bench.png", out / "junit.xml"]
     paths[0].write_text(json.dumps(report, indent=1) + "\n")
@@ -326,7 +328,7 @@ def write_outputs(report: dict, raw: dict[str, dict], out: Path) -> list[Path]:
 # --- orchestration --------------------------------------------------------------------------
 
 def run_bench(kernels: list[tuple[str, Path]], params: BenchParams, machine: Machine,
-              out: Path, python: Path, log: Callable[[str], None]) -> dict:
+              out: Path, python: Path, log: Logger) -> dict[str, Any]:
     """Boot every (label, bzImage) in turn under the same machine, run the guest benchmark,
     write the outputs; returns the report. Raises StageFailed when a guest run fails."""
     params.check()
@@ -340,7 +342,7 @@ def run_bench(kernels: list[tuple[str, Path]], params: BenchParams, machine: Mac
         log("  warning: host TSC rate unknown (dmesg); the guest may fall back to the "
             "jiffies clock (coarse 4 ms steps): see conditions")
     machine.kernel_args = [*machine.kernel_args, *extra]
-    raw: dict[str, dict] = {}
+    raw: dict[str, dict[str, Any]] = {}
     walls: dict[str, float] = {}
     load_start = os.getloadavg()[0]
     for label, kernel in kernels:
@@ -368,7 +370,7 @@ def run_bench(kernels: list[tuple[str, Path]], params: BenchParams, machine: Mac
 
 # --- command line ---------------------------------------------------------------------------
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="benchmark concurrent cgroup creation, pool vs no pool")
     p.add_argument("--baseline-kernel", type=Path, metavar="BZIMAGE",
                    help="a built baseline kernel (default: build the job's baseline variant)")
@@ -411,7 +413,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--python", type=Path, default=Path(sys.executable),
                    help="interpreter the guest runs the benchmark with")
     p.set_defaults(func=cmd_bench)
-    return p
 
 
 def _build_kernels(args: argparse.Namespace, log: Log) -> int:

@@ -16,6 +16,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .. import proc
 from ..errors import StageFailed
@@ -42,7 +43,7 @@ class Machine:
 @dataclass
 class GuestRun:
     ok: bool
-    data: dict | None             # the guest's cgbench.json
+    data: dict[str, Any] | None   # the guest's cgbench.json
     duration: float
     failure: str                  # "" when ok
     console: Path
