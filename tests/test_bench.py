@@ -259,9 +259,9 @@ def test_qemu_argv_passes_guest_args_to_init(tmp_path):
     after = append[append.index("--") + 1:]
     assert after[:2] == ["-B", str(GUEST)] and after[-1] == "--n=5"
     fsdevs = [argv[i + 1] for i, a in enumerate(argv) if a == "-fsdev"]
-    assert fsdevs[0].startswith("local,id=root,path=/,") and "readonly=on" in fsdevs[0]
+    assert fsdevs[0].startswith("local,id=rootfs,path=/,") and "readonly=on" in fsdevs[0]
     # the writable share cannot become setuid files or device nodes on the host
-    assert fsdevs[1] == (f"local,id=benchout,path={tmp_path},"
+    assert fsdevs[1] == (f"local,id=outfs,path={tmp_path},"
                          "security_model=mapped-xattr,multidevs=remap")
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import junit_xml
 
 from ..errors import BadInput, StageFailed
-from ..job import Overrides, apply_overrides, load_job, seconds_arg
+from ..job import Job, Overrides, apply_overrides, load_job, seconds_arg
 from ..log import Log, Logger, fmt_duration
 from ..runner import run_job
 from . import plot as benchplot
@@ -405,27 +405,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "kernel's default)")
     p.add_argument("--timeout", type=seconds_arg, default=d.timeout,
                    help="seconds for one kernel's guest session")
-    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
-                   help="QEMU accelerator (default %(default)s: KVM when usable)")
-    p.add_argument("--smp", type=int, default=2, help="guest CPUs (default %(default)s)")
-    p.add_argument("--memory", default="1G",
-                   help="guest memory as QEMU's -m takes it (default %(default)s)")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"),
+                   help="QEMU accelerator (default: the job's qemu.accel; auto: KVM when "
+                        "usable)")
+    p.add_argument("--smp", type=int, help="guest CPUs (default: the job's qemu.smp)")
+    p.add_argument("--memory",
+                   help="guest memory as QEMU's -m takes it (default: the job's qemu.memory)")
     p.add_argument("--python", type=Path, default=Path(sys.executable),
                    help="interpreter the guest runs the benchmark with")
     p.set_defaults(func=cmd_bench)
 
 
-def _build_kernels(args: argparse.Namespace, log: Log) -> int:
+def _bench_job(args: argparse.Namespace) -> Job:
+    """The job whose machine the bench boots and whose baseline and patched variants it
+    builds: --job (default: the default job) with --tree, --accel, --smp, --memory."""
+    return apply_overrides(load_job(args.job), Overrides(
+        tree=args.tree, out=str(args.out / "build"), variants=["baseline", "patched"],
+        accel=args.accel, memory=args.memory,
+        cpus=None if args.smp is None else str(args.smp)))
+
+
+def _build_kernels(args: argparse.Namespace, job: Job, log: Log) -> int:
     """Build the job's baseline and patched variants (same config) for the kernels not
     given on the command line; fills args.*_kernel."""
-
-    out = args.out / "build"
-    job = apply_overrides(load_job(args.job), Overrides(
-        tree=args.tree, out=str(out), variants=["baseline", "patched"]))
     code = run_job(job, log, build_only=True)
     if code == 0:
-        args.baseline_kernel = args.baseline_kernel or out / "baseline" / "bzImage"
-        args.patched_kernel = args.patched_kernel or out / "patched" / "bzImage"
+        args.baseline_kernel = args.baseline_kernel or job.out / "baseline" / "bzImage"
+        args.patched_kernel = args.patched_kernel or job.out / "patched" / "bzImage"
     return code
 
 
@@ -434,9 +440,10 @@ def cmd_bench(args: argparse.Namespace, log: Log) -> int:
                          pool_small=args.pool_small, ops=args.ops, workers=args.workers,
                          controller=args.controller, supply_delay_ms=args.supply_delay_ms,
                          timeout=args.timeout)
-    machine = Machine(memory=args.memory, smp=args.smp, accel=args.accel)
+    job = _bench_job(args)
+    machine = Machine.of_job(job.qemu)
     if args.baseline_kernel is None or args.patched_kernel is None:
-        code = _build_kernels(args, log)
+        code = _build_kernels(args, job, log)
         if code != 0:
             return code
     report = run_bench([("baseline", args.baseline_kernel), ("patched", args.patched_kernel)],
