@@ -54,12 +54,12 @@ def boot_stage(ctx: VariantContext) -> list[Case]:
 
 def guest_stage(ctx: VariantContext) -> list[Case]:
     """A case per guest test of the boot stage's session, classname
-    <variant>.guest.<module path>."""
+    <variant>.guest.<module path> (<variant>: the name of the variant's report)."""
     assert ctx.boot is not None
     cases = []
     for test in ctx.boot.tests:
         module, _, name = test.nodeid.partition("::")
-        classname = f"{ctx.variant.name}.guest.{module.removesuffix('.py').replace('/', '.')}"
+        classname = f"{ctx.report.name}.guest.{module.removesuffix('.py').replace('/', '.')}"
         cases.append(Case(name or module, OUTCOMES.get(test.outcome, ERROR), test.duration,
                           test.message, test.details, stdout=test.kernel_log,
                           classname=classname))

@@ -84,3 +84,20 @@ class Log:
     def rerun(self, cmd: list[str], cwd: Path | None = None,
               env: dict[str, str] | None = None) -> None:
         self(f"  rerun by hand: {rerun_line(cmd, cwd, env)}")
+
+
+@dataclass
+class CallbackLog(Log):
+    """A Log whose lines go to a plain logger function (the commands that take any Logger,
+    e.g. a test's list.append, and run stages, which need the Log methods)."""
+
+    sink: Logger = print
+
+    def _write(self, message: str) -> None:
+        for line in str(message).splitlines() or [""]:
+            self.sink(line)
+
+
+def as_log(log: Logger) -> Log:
+    """`log` itself when it is a Log, else a CallbackLog writing to it."""
+    return log if isinstance(log, Log) else CallbackLog(sink=log)

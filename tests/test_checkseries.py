@@ -105,3 +105,58 @@ def test_new_compiler_warning_fails_its_patch_only(tmp_path):
         "0002 fork: step 2": "passed", "0003 fork: step 3": "failure"}
     text = (job.out / "junit.xml").read_text()
     assert "1 new compiler warning(s): kernel/fork.c:3:2: warning: brand new" in text
+
+
+class PrefixBoot:
+    """A boot back end whose guest test test_rename fails on the kernel of prefix 1 only."""
+
+    def __init__(self) -> None:
+        self.booted: list[str] = []
+
+    def probe_accel(self, kernel, settings, log):
+        return "tcg"
+
+    def run_guest(self, kernel, test_paths, out_dir, settings, python, log):
+        from pipeline.boot import BootResult, GuestTest
+        self.booted.append(out_dir.name)
+        assert kernel == out_dir / "bzImage" and kernel.read_bytes().startswith(b"fake bzImage")
+        broken = out_dir.name == "prefix-0001"
+        tests = [GuestTest("test_cg.py::test_mount", "passed", 0.1),
+                 GuestTest("test_cg.py::test_rename", "failed" if broken else "passed", 0.1,
+                           "rename: EBUSY" if broken else "")]
+        return BootResult(True, True, "tcg", "7.2.0", 1.0, tests=tests)
+
+
+def test_guest_tests_per_prefix_name_the_patch_that_breaks_a_test(tmp_path):
+    tarball, folder = make_tree_and_series(tmp_path, ["int fork = 1;\n", "int fork = 2;\n"])
+    job = job_for(tmp_path, tarball, folder)
+    backend = PrefixBoot()
+    lines: list[str] = []
+    code = check_series(job, lines.append, checkpatch=False, guest_tests=True, backend=backend)
+    assert code == 1
+    assert backend.booted == ["prefix-0000", "prefix-0001", "prefix-0002"]
+    junit = job.out / "junit.xml"
+    assert cases(junit, "prefix-0001.guest") == {"test_mount": "passed", "test_rename": "failure"}
+    assert cases(junit, "prefix-0002.guest") == {"test_mount": "passed", "test_rename": "passed"}
+    assert cases(junit, "check-series.guest-changes") == {
+        "0001 fork: step 1: test_cg.py::test_rename": "failure",
+        "0002 fork: step 2: test_cg.py::test_rename": "passed"}
+    summary = json.loads((job.out / "check-series.json").read_text())
+    assert summary["guest_changes"] == [
+        {"prefix": "0001 fork: step 1", "test": "test_cg.py::test_rename", "before": "passed",
+         "after": "failed"},
+        {"prefix": "0002 fork: step 2", "test": "test_cg.py::test_rename", "before": "failed",
+         "after": "passed"}]
+    assert any("guest verdict changed at 0001 fork: step 1: test_cg.py::test_rename: passed -> "
+               "failed" in line for line in lines)
+
+
+def test_guest_tests_skip_the_boot_of_a_prefix_that_does_not_build(tmp_path):
+    tarball, folder = make_tree_and_series(tmp_path, [
+        "int fork = 1;\n#error broken\n", "int fork = 2;\n"])
+    job = job_for(tmp_path, tarball, folder)
+    backend = PrefixBoot()
+    assert check_series(job, lambda _: None, checkpatch=False, guest_tests=True,
+                        backend=backend) == 3
+    assert backend.booted == ["prefix-0000", "prefix-0002"]
+    assert cases(job.out / "junit.xml", "prefix-0001.boot") == {"boot": "skipped"}

@@ -7,8 +7,14 @@ checkout); builds use the pipeline's ccache. JUnit: suite `check-series.build` w
 and one testcase per patch, suite `check-series.checkpatch` with one testcase per patch.
 A build that prints a compiler warning no earlier build of the check printed (keyed by file
 and message, not line) fails that patch's testcase: the series must add no new warnings.
-Exit 0 all good, 1 only checkpatch complained, 3 a patch did not apply, did not build or added
-a warning (or the tree does not build without the series), 2 bad input.
+With --guest-tests the kernel of every prefix that built is booted and the job's guest tests
+run in it, through the boot and guest stages of `pipeline run` (suites prefix-NNNN.boot and
+prefix-NNNN.guest, prefix-0000 being the tree without the series), so a test that patch 1
+alone breaks is a failed case of prefix-0001; suite `check-series.guest-changes` lists the
+tests whose verdict changes between consecutive prefixes (a pass turning into a failure fails).
+Exit 0 all good, 1 only checkpatch complained or a guest test failed, 3 a patch did not apply,
+did not build or added a warning (or the tree does not build without the series), or a prefix
+did not boot, 2 bad input.
 """
 
 from __future__ import annotations
@@ -18,20 +24,24 @@ import json
 import re
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .. import apply as apply_mod
 from .. import build as build_mod
 from .. import kconfig, proc
 from .. import series as series_mod
+from ..boot import BootBackend, QemuBoot
 from ..cache import Cache, default_cache_root, short_hash
+from ..context import RunContext
 from ..errors import BadInput
-from ..job import PROJECT_ROOT, Job, Overrides, apply_overrides, load_job
+from ..job import ACCELS, PROJECT_ROOT, Job, Overrides, Variant, apply_overrides, load_job
 from ..junit import write_junit
-from ..log import Logger, fmt_duration
-from ..results import FAILED, PASSED, SKIPPED, Case, RunReport, Stage, VariantReport
+from ..log import Logger, as_log, fmt_duration
+from ..preflight import check_before_work
+from ..results import ERROR, FAILED, PASSED, SKIPPED, Case, RunReport, Stage, VariantReport
 from ..tree import Tree, prepare_tree
+from . import prefixes
 
 _TOTAL = re.compile(r"^total: (\d+) errors, (\d+) warnings(?:, (\d+) checks)?", re.MULTILINE)
 _FINDING = re.compile(r"^(ERROR|WARNING|CHECK):", re.MULTILINE)
@@ -132,10 +142,16 @@ def _load_series(job: Job, tree: Tree) -> series_mod.Series:
 
 
 def check_series(job: Job, log: Logger, *, baseline: bool = True, checkpatch: bool = True,
-                 strict: bool = False, build: bool = True) -> int:
-    """Run the check; writes OUT/junit.xml and OUT/check-series.json; returns the exit code."""
+                 strict: bool = False, build: bool = True, guest_tests: bool = False,
+                 backend: BootBackend | None = None) -> int:
+    """Run the check; writes OUT/junit.xml and OUT/check-series.json; returns the exit code.
+    `guest_tests`: boot the kernel of every prefix that built and run the job's guest tests
+    in it (the boot and guest stages of `pipeline run`, through `backend`, default QEMU)."""
     start = time.monotonic()
     cache = Cache(job.cache_dir or default_cache_root())
+    run = RunContext(job, cache, as_log(log), RunReport(), backend or QemuBoot())
+    booted: list[tuple[str, VariantReport]] = []
+    variant = Variant("check-series")
     job.out.mkdir(parents=True, exist_ok=True)
     tree = prepare_tree(job.tree, cache, log, job.tree_sha256)
     series = _load_series(job, tree)
@@ -156,10 +172,21 @@ def check_series(job: Job, log: Logger, *, baseline: bool = True, checkpatch: bo
             tempfile.TemporaryDirectory(prefix="pipeline-check-") as tmp:
         apply_mod.reset_worktree(tree.repo, worktree, branch, tree.commit, log)
         checker = Checker(job, tree, series, cache, log, worktree, build_dir)
+        def boot(index: int, label: str, result: build_mod.BuildResult) -> None:
+            if not guest_tests:
+                return
+            if not result.ok or result.image is None:
+                prefixes.not_booted(run, index, f"{label} did not build")
+                return
+            ctx = prefixes.boot_prefix(run, variant, tree, series if index else None, index,
+                                       result.image, worktree, key)
+            booted.append((label, ctx.report))
+
         if build and baseline:
             result, notes = checker.build("baseline", "build-0000-baseline.log")
             builds.cases.append(_build_case("0000 baseline (no patch)", result, notes,
                                             warnings))
+            boot(0, "0000 baseline (no patch)", result)
             if not result.ok:
                 stop = "the tree does not build without the series"
         for patch in series.patches:
@@ -190,14 +217,30 @@ def check_series(job: Job, log: Logger, *, baseline: bool = True, checkpatch: bo
             result, notes = checker.build(f"after patch {patch.index}",
                                           f"build-{patch.index:04d}.log")
             builds.cases.append(_build_case(name, result, notes, warnings))
-    report = RunReport([vr], duration=time.monotonic() - start)
+            boot(patch.index, name, result)
+    changed = prefixes.changes(booted)
+    if guest_tests:
+        vr.stages.append(prefixes.changes_stage(changed, len(booted)))
+        for change in changed:
+            log(f"guest verdict changed at {change.line()}")
+    report = RunReport([vr, *run.report.variants], duration=time.monotonic() - start)
     write_junit(report, job.out / "junit.xml")
-    code = 3 if builds.status == FAILED else 1 if checks.status == FAILED else 0
+    prefix_stages = [s for v in run.report.variants for s in v.stages]
+    boot_bad = any(s.name == "boot" and s.status in (FAILED, ERROR) for s in prefix_stages)
+    tests_bad = any(s.status in (FAILED, ERROR) for s in prefix_stages) or \
+        any(s.status == FAILED for s in vr.stages if s.name == "guest-changes")
+    code = 3 if builds.status == FAILED or boot_bad else \
+        1 if checks.status == FAILED or tests_bad else 0
     summary = {"exit_code": code, "series": series.name, "tree": tree.spec,
                "build": [{"case": c.name, "status": c.status, "message": c.message}
                          for c in builds.cases],
                "checkpatch": [{"case": c.name, "status": c.status, "message": c.message}
                               for c in checks.cases]}
+    if guest_tests:
+        summary["guest"] = {v.name: {s.name: str(s.status) for s in v.stages}
+                            for v in run.report.variants}
+        summary["guest_changes"] = [{"prefix": c.prefix, "test": c.test, "before": c.before,
+                                     "after": c.after} for c in changed]
     (job.out / "check-series.json").write_text(json.dumps(summary, indent=2) + "\n")
     broken = [c.name for c in builds.cases if c.status == FAILED]
     log(f"check-series: {len(series.patches)} patches, "
@@ -227,12 +270,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-checkpatch", dest="checkpatch", action="store_false",
                    help="do not run the tree's scripts/checkpatch.pl on the patches")
     p.add_argument("--strict", action="store_true", help="checkpatch warnings fail too")
+    p.add_argument("--guest-tests", action="store_true",
+                   help="boot the kernel of every prefix that built and run the guest tests "
+                        "in it (suites prefix-NNNN.boot/.guest); list the tests whose verdict "
+                        "changes between consecutive prefixes (suite check-series.guest-changes)")
+    p.add_argument("--test", action="append", default=[], metavar="PATH",
+                   help="with --guest-tests: run only these guest test paths (repeatable; "
+                        "default: the job's tests)")
+    p.add_argument("--accel", choices=ACCELS, help="QEMU accelerator (default: the job's)")
     p.set_defaults(func=_cmd)
 
 
 def _cmd(args: argparse.Namespace, log: Logger) -> int:
-    job = apply_overrides(load_job(args.job), Overrides(
+    loaded = load_job(args.job)
+    if args.test and not args.guest_tests:
+        raise BadInput("--test needs --guest-tests")
+    if args.test:
+        loaded = replace(loaded, tests=[])
+    job = apply_overrides(loaded, Overrides(
         tree=args.tree, series=args.series, kconfig=args.kconfig, out=args.out,
-        cache_dir=args.cache_dir))
+        cache_dir=args.cache_dir, tests=args.test, accel=args.accel))
+    if args.guest_tests:
+        if not args.build:
+            raise BadInput("--guest-tests needs the builds (drop --no-build)")
+        check_before_work(job)
     return check_series(job, log, baseline=args.baseline, checkpatch=args.checkpatch,
-                        strict=args.strict, build=args.build)
+                        strict=args.strict, build=args.build, guest_tests=args.guest_tests)
