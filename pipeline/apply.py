@@ -225,14 +225,14 @@ def apply_series(tree: Tree, series: Series, cache: Cache, log: Logger,
                 source = series.source / patch.name if series.source.is_dir() else series.source
                 rerun = ["git", "-C", str(worktree), "am", "--3way", str(source)]
     head = git(worktree, "rev-parse", "HEAD", timeout=60).strip()
-    result = ApplyResult(series.name, series.hash, branch, worktree, head, results, rerun=rerun)
-    if result.ok:
+    applied = ApplyResult(series.name, series.hash, branch, worktree, head, results, rerun=rerun)
+    if applied.ok:
         data = {"series": series.name, "series_hash": series.hash, "branch": branch,
                 "base": tree.commit, "head": head, "patches": [asdict(p) for p in results]}
         tmp_record = record.with_name(record.name + ".tmp")
         tmp_record.write_text(json.dumps(data, indent=1))
         tmp_record.replace(record)
-    return result
+    return applied
 
 
 def apply_stage(ctx: VariantContext) -> list[Case]:

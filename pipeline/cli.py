@@ -47,7 +47,7 @@ NEEDS_GIT = {"run", "bench", "check-series", "rebase", "bisect-step", "bisect", 
 EPILOG = run_epilog()
 
 
-def _run_parser(sub: argparse._SubParsersAction) -> None:
+def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="apply, configure, build, boot, test; write OUT/junit.xml",
                        description=_run_description(), epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
               verbosity=verbosity(args) - getattr(args, "quieter", 0))
     try:
         _check_tools(args.command)
-        code = args.func(args, log)
+        code: int = args.func(args, log)
         if code != 0 and getattr(args, "rerun_hint", True):
             log(f"rerun the whole job: cd {shlex.quote(os.getcwd())} && "
                 f"{shlex.join([sys.executable, '-m', 'pipeline', *argv])}")

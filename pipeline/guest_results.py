@@ -35,7 +35,7 @@ OUTCOMES = ("passed", "failed", "skipped", "error")
 @dataclass
 class Event:
     event: str
-    fields: dict
+    fields: dict[str, Any]
 
 
 def request_json(python: Path, plugin_dir: Path, tests: list[Path]) -> str:

@@ -28,6 +28,7 @@ from . import safeyaml
 from .errors import BadInput
 
 T = TypeVar("T")
+_Spec = TypeVar("_Spec", str, "str | None")       # a tree spec (str) or a series spec (or None)
 PACKAGE_DIR = Path(__file__).resolve().parent
 INSTALLED_DATA = PACKAGE_DIR / "project"      # written into the wheel only (setup.py)
 INSTALLED = INSTALLED_DATA.is_dir()           # a wheel install, not a checkout
@@ -238,6 +239,7 @@ class Checker:
         problem = cpus_problem(value)
         if problem:
             raise self.fail(key, problem)
+        assert isinstance(value, int)   # what cpus_problem checked
         return value
 
     def count(self, value: Any, key: str) -> int:
@@ -411,9 +413,9 @@ def load_job(path: Path | None = None) -> Job:
 def _validate(check: Checker, data: Any, file: Path, base: Path) -> Job:
     """The Job of `data`; each problem is recorded in `check` and a default used in its place
     (the Job is then thrown away: `check.raise_collected()`)."""
-    top = check.attempt(check.mapping, data, "", _TOP_KEYS, default={})
+    top: dict[str, Any] = check.attempt(check.mapping, data, "", _TOP_KEYS, default={})
 
-    def spec(normalize: Callable[[str, Path], str | None], value: str | None, key: str) -> Any:
+    def spec(normalize: Callable[[_Spec, Path], _Spec], value: _Spec, key: str) -> _Spec:
         try:
             return normalize(value, base)
         except ValueError as exc:
@@ -428,7 +430,8 @@ def _validate(check: Checker, data: Any, file: Path, base: Path) -> Job:
 
     def paths(key: str, kind: str, value: Any) -> list[Path]:
         found = []
-        for i, v in check.attempt(check.items, value, key, default=[]):
+        listed: list[tuple[int, str]] = check.attempt(check.items, value, key, default=[])
+        for i, v in listed:
             p = check.attempt(check.existing, v, f"{key}[{i}]", base, kind, default=None)
             if p is not None:
                 found.append(p)
@@ -470,8 +473,8 @@ def _validate(check: Checker, data: Any, file: Path, base: Path) -> Job:
     qemu = _qemu(check, check.attempt(check.mapping, top.get("qemu"), "qemu", _QEMU_KEYS,
                                       default={}), base)
 
-    raw_t = check.attempt(check.mapping, top.get("timeouts"), "timeouts", _TIMEOUT_KEYS,
-                          default={})
+    raw_t: dict[str, Any] = check.attempt(check.mapping, top.get("timeouts"), "timeouts",
+                                          _TIMEOUT_KEYS, default={})
     dt = Timeouts()
     timeouts = Timeouts(**{k: check.attempt(check.number, raw_t.get(k, getattr(dt, k)),
                                             f"timeouts.{k}", default=getattr(dt, k))
@@ -551,12 +554,14 @@ def _kselftest(check: Checker, raw_k: dict[str, Any], variant_names: list[str]
     dk = KselftestSettings()
 
     def get(name: str, kind: Callable[[Any, str], T]) -> T:
-        return check.attempt(kind, raw_k.get(name, getattr(dk, name)), f"kselftest.{name}",
-                             default=getattr(dk, name))
+        default: T = getattr(dk, name)
+        return check.attempt(kind, raw_k.get(name, default), f"kselftest.{name}",
+                             default=default)
 
     targets = []
-    for i, target in check.attempt(check.items, raw_k.get("targets", dk.targets),
-                                   "kselftest.targets", default=[]):
+    listed: list[tuple[int, str]] = check.attempt(
+        check.items, raw_k.get("targets", dk.targets), "kselftest.targets", default=[])
+    for i, target in listed:
         if _SELFTEST_RE.match(target):
             targets.append(target)
         else:
@@ -564,8 +569,9 @@ def _kselftest(check: Checker, raw_k: dict[str, Any], variant_names: list[str]
                                     "under tools/testing/selftests/ (letters, digits, '_', "
                                     "'-', '/')"))
     variants = []
-    for i, name in check.attempt(check.items, raw_k.get("variants", dk.variants),
-                                 "kselftest.variants", default=[]):
+    listed = check.attempt(check.items, raw_k.get("variants", dk.variants),
+                           "kselftest.variants", default=[])
+    for i, name in listed:
         if "variants" in raw_k and name not in variant_names:
             check.report(check.fail(f"kselftest.variants[{i}]", f"no variant named {name!r}"))
         variants.append(name)

@@ -20,12 +20,14 @@ import json
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 from .results import ERROR, FAILED, PASSED, SKIPPED, Case, RunReport, Stage
 
 _CONTROL = {c: None for c in range(32) if c not in (9, 10, 13)}
-_ELEMENT = {FAILED: "failure", ERROR: "error", SKIPPED: "skipped"}
-_DEFAULT_MESSAGE = {FAILED: "failed", ERROR: "error", SKIPPED: "skipped"}
+# keyed by Status, looked up with a case's status string (a StrEnum member equals its value)
+_ELEMENT: dict[str, str] = {FAILED: "failure", ERROR: "error", SKIPPED: "skipped"}
+_DEFAULT_MESSAGE: dict[str, str] = {FAILED: "failed", ERROR: "error", SKIPPED: "skipped"}
 
 
 def _clean(text: str) -> str:
@@ -129,7 +131,7 @@ def write_junit(report: RunReport, path: Path) -> None:
     _atomic_write(path, to_xml(report))
 
 
-def summary(report: RunReport) -> dict:
+def summary(report: RunReport) -> dict[str, Any]:
     variants = []
     for variant in report.variants:
         stages = []
@@ -143,9 +145,10 @@ def summary(report: RunReport) -> dict:
                            "message": first_bad.message if first_bad else ""})
         variants.append({"name": variant.name, "exit_code": variant.exit_code(),
                          "properties": variant.properties, "stages": stages})
-    data = {"exit_code": report.exit_code(), "duration": round(report.duration, 1),
-            "interrupted": report.interrupted, "bad_input": report.bad_input,
-            "variants": variants}
+    data: dict[str, Any] = {"exit_code": report.exit_code(),
+                            "duration": round(report.duration, 1),
+                            "interrupted": report.interrupted, "bad_input": report.bad_input,
+                            "variants": variants}
     if report.kselftest:
         data["kselftest"] = report.kselftest
     return data

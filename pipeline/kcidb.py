@@ -36,6 +36,7 @@ import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .results import ERROR, FAILED, PASSED, SKIPPED, Case, RunReport, Stage, VariantReport
 from .series import Series
@@ -48,7 +49,7 @@ FILE_NAME = "kcidb.json"
 # The KCIDB v5 status vocabulary, highest priority first (kcidb-io schema "status").
 STATUSES = ("FAIL", "ERROR", "MISS", "PASS", "DONE", "SKIP")
 # A JUnit case (or stage) status -> KCIDB status.
-CASE_STATUS = {
+CASE_STATUS: dict[str, str] = {   # keyed by Status, looked up with its str value
     PASSED: "PASS",
     FAILED: "FAIL",
     ERROR: "ERROR",
@@ -121,7 +122,7 @@ class RunInfo:
     tree_version: str = ""
     tarball_sha256: str = ""                  # the job's tree_sha256, when given
     series: SeriesInfo | None = None
-    bench: dict | None = None                 # a bench.json's content
+    bench: dict[str, Any] | None = None                 # a bench.json's content
     bench_source: Path | None = None
     compiler: Callable[[], str] | None = field(default=None, repr=False)  # fallback probe
 
@@ -157,12 +158,12 @@ def _url(path: Path) -> str | None:
     return path.resolve().as_uri() if path.is_file() else None
 
 
-def _resource(path: Path) -> dict | None:
+def _resource(path: Path) -> dict[str, Any] | None:
     url = _url(path)
     return {"name": path.name, "url": url} if url else None
 
 
-def _put(obj: dict, key: str, value: object) -> None:
+def _put(obj: dict[str, Any], key: str, value: object) -> None:
     """Set `key` unless the value is missing: KCIDB fields are never null."""
     if value not in (None, "", [], {}):
         obj[key] = value
@@ -287,8 +288,8 @@ def _checkout_valid(report: RunReport, info: RunInfo, variants: list[VariantRepo
 
 
 def _checkout(report: RunReport, info: RunInfo, checkout_id: str,
-              variants: list[VariantReport], with_series: bool) -> dict:
-    obj: dict = {"id": checkout_id, "origin": ORIGIN, "tree_name": tree_name(info.tree_spec),
+              variants: list[VariantReport], with_series: bool) -> dict[str, Any]:
+    obj: dict[str, Any] = {"id": checkout_id, "origin": ORIGIN, "tree_name": tree_name(info.tree_spec),
                  "start_time": iso_time(info.start_time)}
     if _SHA1.match(info.tree_commit):
         obj["git_commit_hash"] = info.tree_commit
@@ -319,10 +320,10 @@ def _checkout(report: RunReport, info: RunInfo, checkout_id: str,
 
 # --- builds -----------------------------------------------------------------------------------
 
-def _build(variant: VariantReport, build_id: str, checkout_id: str, info: RunInfo) -> dict:
+def _build(variant: VariantReport, build_id: str, checkout_id: str, info: RunInfo) -> dict[str, Any]:
     out = info.out / variant.name
     stages = [s for s in variant.stages if s.name in BUILD_STAGES]
-    obj: dict = {"id": build_id, "checkout_id": checkout_id, "origin": ORIGIN,
+    obj: dict[str, Any] = {"id": build_id, "checkout_id": checkout_id, "origin": ORIGIN,
                  "architecture": ARCHITECTURE, "config_name": variant.name,
                  "status": _worst(stages) if stages else NOT_RUN_STATUS}
     ran = [s for s in stages if s.ran]
@@ -374,22 +375,22 @@ def kselftest_path(case: Case, variant: str) -> str:
     return join_path(KSELFTEST_SUITE, collection, program, *subtests)
 
 
-def _test(status: str, build_id: str, path: str, duration: float) -> dict:
+def _test(status: str, build_id: str, path: str, duration: float) -> dict[str, Any]:
     """A test without its id (see _give_ids)."""
     return {"id": "", "build_id": build_id, "origin": ORIGIN, "path": path,
             "status": status, "duration": round(max(duration, 0.0), 3)}
 
 
-def _environment(variant: VariantReport) -> dict:
+def _environment(variant: VariantReport) -> dict[str, Any]:
     accel, qemu = variant.properties.get("accel", ""), variant.properties.get("qemu_version", "")
-    env: dict = {"comment": f"QEMU {qemu or '?'} x86_64 guest ({accel or '?'})"}
+    env: dict[str, Any] = {"comment": f"QEMU {qemu or '?'} x86_64 guest ({accel or '?'})"}
     misc = {k: v for k, v in (("accel", accel), ("qemu_version", qemu)) if v}
     if misc:
         env["misc"] = misc
     return env
 
 
-def _case_tests(stage: Stage, variant: str, build_id: str) -> list[dict]:
+def _case_tests(stage: Stage, variant: str, build_id: str) -> list[dict[str, Any]]:
     """A guest or kselftest stage: one test per case."""
     to_path = guest_path if stage.name == GUEST_STAGE else kselftest_path
     tests = []
@@ -405,7 +406,7 @@ def _case_tests(stage: Stage, variant: str, build_id: str) -> list[dict]:
     return tests
 
 
-def _stage_test(stage: Stage, build_id: str) -> dict:
+def _stage_test(stage: Stage, build_id: str) -> dict[str, Any]:
     """Any other stage (boot, kselftest-build, ...): one test, the worst of its cases."""
     path = STAGE_TESTS.get(stage.name) or join_path(stage.name)
     test = _test(_worst([stage]), build_id, path, stage.duration)
@@ -420,10 +421,10 @@ def _stage_test(stage: Stage, build_id: str) -> dict:
     return test
 
 
-def _variant_tests(variant: VariantReport, build_id: str, info: RunInfo) -> list[dict]:
+def _variant_tests(variant: VariantReport, build_id: str, info: RunInfo) -> list[dict[str, Any]]:
     out = info.out / variant.name
     env = _environment(variant)
-    tests: list[dict] = []
+    tests: list[dict[str, Any]] = []
     for stage in variant.stages:
         if stage.name in CHECKOUT_STAGES + BUILD_STAGES or not stage.ran:
             continue
@@ -440,7 +441,7 @@ def _variant_tests(variant: VariantReport, build_id: str, info: RunInfo) -> list
     return tests
 
 
-def _give_ids(tests: list[dict], prefix: str) -> None:
+def _give_ids(tests: list[dict[str, Any]], prefix: str) -> None:
     """`<prefix>/<path>`, with `#2`, `#3` ... when two tests share a path."""
     seen: dict[str, int] = {}
     for test in tests:
@@ -451,8 +452,8 @@ def _give_ids(tests: list[dict], prefix: str) -> None:
 
 # --- the benchmark ----------------------------------------------------------------------------
 
-def bench_tests(bench: dict, build_ids: dict[str, str], source: Path | None = None,
-                versions: dict[str, str] | None = None) -> list[dict]:
+def bench_tests(bench: dict[str, Any], build_ids: dict[str, str], source: Path | None = None,
+                versions: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """KCIDB tests of a `pipeline bench` report (bench.json, format pipeline-bench/1).
 
     One test per (kernel, scenario, operation, metric): path `bench.<scenario>.<op>.<metric>`
@@ -467,14 +468,14 @@ def bench_tests(bench: dict, build_ids: dict[str, str], source: Path | None = No
         raise ValueError(f"not a {BENCH_FORMAT} report: format "
                          f"{bench.get('format') if isinstance(bench, dict) else None!r}")
     versions = versions or {}
-    usable = {}
-    for label, build_id in build_ids.items():
+    usable: dict[str, str] = {}
+    for label, label_build in build_ids.items():
         release = (((bench.get("conditions") or {}).get(label) or {}).get("kernel")
                    or {}).get("release", "")
         if not versions.get(label) or str(release).startswith(versions[label]):
-            usable[label] = build_id
-    tests: list[dict] = []
-    where: dict = {"comparable": bool(bench.get("comparable"))}
+            usable[label] = label_build
+    tests: list[dict[str, Any]] = []
+    where: dict[str, Any] = {"comparable": bool(bench.get("comparable"))}
     if source is not None:
         where["bench_json"] = str(source)
     for s in bench.get("scenarios", []):
@@ -506,7 +507,7 @@ def bench_tests(bench: dict, build_ids: dict[str, str], source: Path | None = No
     return tests
 
 
-def find_bench(out: Path) -> tuple[dict | None, Path | None]:
+def find_bench(out: Path) -> tuple[dict[str, Any] | None, Path | None]:
     """The bench.json in the results folder (OUT/bench.json or OUT/bench/bench.json, as
     `pipeline bench --out` wrote it), or (None, None). A file that is not a bench report is
     ignored."""
@@ -523,7 +524,7 @@ def find_bench(out: Path) -> tuple[dict | None, Path | None]:
 
 # --- the document -----------------------------------------------------------------------------
 
-def document(report: RunReport, info: RunInfo) -> dict:
+def document(report: RunReport, info: RunInfo) -> dict[str, Any]:
     """The KCIDB v5 document of a run."""
     run = f"{ORIGIN}:{run_id(info)}"
     groups: dict[bool, list[VariantReport]] = {False: [], True: []}
@@ -549,7 +550,7 @@ def document(report: RunReport, info: RunInfo) -> dict:
             "tests": tests}
 
 
-def write(report: RunReport, info: RunInfo, path: Path) -> dict:
+def write(report: RunReport, info: RunInfo, path: Path) -> dict[str, Any]:
     """Write the document to `path` (atomically); returns it."""
     data = document(report, info)
     path.parent.mkdir(parents=True, exist_ok=True)

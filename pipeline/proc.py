@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 @dataclass
@@ -49,14 +49,14 @@ def _die_with(parent: int) -> Callable[[], None]:
     return preexec
 
 
-def popen(cmd: list[str], **kwargs) -> subprocess.Popen:
+def popen(cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     """subprocess.Popen in a new session, killed by the kernel if the pipeline dies."""
     preexec = _die_with(os.getpid())
     return subprocess.Popen(cmd, start_new_session=True,
                             preexec_fn=preexec, **kwargs)  # noqa: PLW1509 - only prctl
 
 
-def kill_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
+def kill_group(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
     """SIGTERM the child's process group, then SIGKILL it if it is still there after `grace`."""
     if proc.poll() is not None:
         return

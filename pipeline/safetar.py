@@ -36,9 +36,12 @@ import tarfile
 import time
 import zlib
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from .log import Logger
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 BLOCK = 512
 TAIL_KEEP = 1 << 20          # decompressed bytes kept to check the end marker
@@ -56,7 +59,7 @@ class BrokenArchive(Exception):
 class _Counting(io.RawIOBase):
     """The decompressed tar stream, counting bytes and keeping the last TAIL_KEEP of them."""
 
-    def __init__(self, inner: IO[bytes]) -> None:
+    def __init__(self, inner: IO[bytes] | io.BufferedIOBase) -> None:
         super().__init__()
         self.inner = inner
         self.pos = 0
@@ -66,10 +69,11 @@ class _Counting(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        data = self.inner.read(len(buffer))
-        n = len(data)
-        buffer[:n] = data
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        with memoryview(buffer) as view:    # a bytearray or a bytes memoryview (RawIOBase.read)
+            data = self.inner.read(len(view))
+            n = len(data)
+            view[:n] = data
         self.pos += n
         self.tail += data
         if len(self.tail) > TAIL_KEEP:
@@ -85,7 +89,7 @@ class _Counting(io.RawIOBase):
         return bytes(self.tail[offset - self.tail_start:])
 
 
-def _open_decompressed(raw: IO[bytes]) -> IO[bytes]:
+def _open_decompressed(raw: IO[bytes]) -> IO[bytes] | io.BufferedIOBase:
     """A reader of the decompressed data (by magic bytes: xz, gzip, bzip2, or plain tar)."""
     head = raw.read(6)
     raw.seek(0)

@@ -98,7 +98,7 @@ class _SeriesLoader(yaml.SafeLoader):
     string is wanted (name, link) they are still not one, so those errors stay."""
 
 
-def _number_as_written(loader: yaml.SafeLoader, node: yaml.Node) -> YamlNumber:
+def _number_as_written(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> YamlNumber:
     return YamlNumber(loader.construct_scalar(node))
 
 

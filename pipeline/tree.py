@@ -20,6 +20,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -147,7 +148,7 @@ def _head(repo: Path) -> str:
     return done.output.strip() if done.returncode == 0 else ""
 
 
-def _entry_ready(path: Path) -> dict | None:
+def _entry_ready(path: Path) -> dict[str, Any] | None:
     """The marker of a complete tree entry, or None. Complete means: the marker is there,
     the top-level kernel files are there and HEAD is the recorded baseline commit (a folder
     a user or a crash emptied is redone, not reported as ready)."""

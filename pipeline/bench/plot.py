@@ -20,6 +20,7 @@ import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from .stats import histogram_log
 
@@ -111,7 +112,8 @@ def png_bytes(width: int, height: int, rgb: bytes) -> bytes:
 LEFT, RIGHT, ROW, BINS = 340, 1180, 34, 80
 
 
-def latencies_ms(raw: dict[str, dict], kernel: str, scenario: str, op: str) -> list[float]:
+def latencies_ms(raw: dict[str, dict[str, Any]], kernel: str, scenario: str,
+                 op: str) -> list[float]:
     for sc in raw[kernel]["scenarios"]:
         if sc["name"] == scenario:
             return [x / 1e6 for rep in sc["reps"] for x in rep["ops"][op]["lat_ns"]]
@@ -125,7 +127,7 @@ def decade_range(values: list[float]) -> tuple[float, float]:
     return lo, hi if hi > lo else lo * 10
 
 
-def draw(report: dict, raw: dict[str, dict]) -> Canvas:
+def draw(report: dict[str, Any], raw: dict[str, dict[str, Any]]) -> Canvas:
     scenarios = report["scenarios"]
     ops = [op for op in ("mkdir", "attach", "rmdir") if any(s["op"] == op for s in scenarios)]
     rows = {op: [s for s in scenarios if s["op"] == op] for op in ops}
@@ -182,5 +184,5 @@ def draw(report: dict, raw: dict[str, dict]) -> Canvas:
     return cv
 
 
-def write_plot(report: dict, raw: dict[str, dict], path: Path) -> None:
+def write_plot(report: dict[str, Any], raw: dict[str, dict[str, Any]], path: Path) -> None:
     path.write_bytes(draw(report, raw).png())

@@ -272,7 +272,7 @@ def _common_args(p: argparse.ArgumentParser) -> None:
                    help="output folder (default: in the cache, never in the checkout)")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     step = sub.add_parser(
         "bisect-step", help="test one commit for `git bisect run` (exit 0 good, 1 bad, "
                             "125 skip, 128 abort)",
@@ -346,8 +346,9 @@ def _stepper(args: argparse.Namespace, tree_arg: str, log: Log) -> tuple[Stepper
 
 
 def _default_out(args: argparse.Namespace, stepper: Stepper, name: str) -> Path:
-    if args.out:
-        return (Path.cwd() / args.out).resolve()
+    out: str | None = args.out
+    if out:
+        return (Path.cwd() / out).resolve()
     return stepper.cache.dir("bisect-out") / stepper.key / name
 
 

@@ -251,7 +251,7 @@ def check_series(job: Job, log: Logger, *, baseline: bool = True, checkpatch: bo
 
 # --- command line -----------------------------------------------------------------------------
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("check-series", help="apply a series patch by patch, build after each, "
                                             "run checkpatch.pl on each",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -40,7 +40,7 @@ from ..job import Overrides, apply_overrides, load_job, seconds_arg
 from ..log import VERBOSE, Log, fmt_duration
 from ..preflight import check_before_work
 from ..qemu import Machine, guest_argv
-from ..runner import build_variant
+from ..runner import BuiltKernel, build_variant
 from ..status import ExitCode
 
 EXIT_TIMEOUT = ExitCode.TIMEOUT          # --timeout: QEMU was killed (as timeout(1) exits)
@@ -429,7 +429,7 @@ def _common_options(p: argparse.ArgumentParser, out_default: str) -> None:
                         "~/.cache/kernel-pipeline)")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     shell = sub.add_parser(
         "shell", help="boot a variant's kernel (built first if needed) with an interactive "
                       "shell on its console",
@@ -475,7 +475,8 @@ def default_variant(names: list[str]) -> str:
     return "patched" if "patched" in names else names[0]
 
 
-def _prepare(args: argparse.Namespace, log: Log, out_default: str):
+def _prepare(args: argparse.Namespace, log: Log,
+             out_default: str) -> tuple[BuiltKernel, Session, Path]:
     """The job narrowed to one variant, checked, its kernel built; (BuiltKernel, Session)."""
 
     loaded = load_job(args.job)

@@ -79,7 +79,7 @@ def render(path: Path) -> str:
     return title + failed + "\n" + "\n".join(sections)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("junit-summary", help="a JUnit report as Markdown, one row per test "
                                              "case (for a CI job summary)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -138,7 +138,7 @@ def _message_ids(msg: Message, name: str) -> list[str]:
 
 def _part_text(part: Message) -> str:
     payload = part.get_payload(decode=True)
-    if payload is None:
+    if not isinstance(payload, bytes):  # None for a multipart part; else always bytes
         return ""
     charset = part.get_content_charset() or "utf-8"
     try:

@@ -176,7 +176,9 @@ def load_matrix(job_path: Path, ccache_dir: str | None = None) -> Matrix:
             raise check.fail("matrix.kconfig", "must name at least one set (e.g. default: [])")
 
     variants = check.strings(raw.get("variants"), "matrix.variants")
-    job_variants = [v.get("name") for v in data.get("variants") or [] if isinstance(v, dict)]
+    # the job's variant names as written (raw YAML values: load_job checks them, not this)
+    job_variants: list[Any] = [v.get("name") for v in data.get("variants") or []
+                               if isinstance(v, dict)]
     for i, name in enumerate(variants):
         if job_variants and name not in job_variants:
             raise check.fail(f"matrix.variants[{i}]", f"the job has no variant {name!r} "
@@ -301,7 +303,7 @@ FORMATS = {"gitlab": gitlab, "github": github}
 
 # --- command line -----------------------------------------------------------------------------
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("matrix", help="emit CI jobs (GitLab child pipeline / GitHub matrix) for "
                                       "the job's matrix section",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -453,17 +453,21 @@ def run_port_diff(spec_a: str, spec_b: str, out: Path, log: Logger, *,
     _choose_trees(sides, log)
     cache = Cache(cache_dir or default_cache_root())
     trees: dict[str, Tree] = {}
+    picked: list[tuple[series_mod.Series, str]] = []     # each side's series and tree spec
     for side in sides:
-        if side.tree not in trees:
-            trees[side.tree] = prepare_tree(side.tree, cache, log)
+        tree = side.tree
+        assert tree is not None             # _choose_trees raised BadInput otherwise
+        if tree not in trees:
+            trees[tree] = prepare_tree(tree, cache, log)
         if side.series is None:
-            side.series = series_mod.pick(side.choice, trees[side.tree].version)
-    (wa, wb) = sides
-    log(f"port-diff A: {wa.series.name} ({wa.series.source}, {len(wa.series.patches)} patches) "
-        f"on {wa.tree}; B: {wb.series.name} ({wb.series.source}, {len(wb.series.patches)} "
-        f"patches) on {wb.tree}")
-    diff = port_diff(wa.series, trees[wa.tree], wb.series, trees[wb.tree], cache, log,
-                     creation_factor)
+            assert side.choice is not None  # load_spec gives a series or a choice
+            side.series = series_mod.pick(side.choice, trees[tree].version)
+        picked.append((side.series, tree))
+    (sa, ta), (sb, tb) = picked
+    log(f"port-diff A: {sa.name} ({sa.source}, {len(sa.patches)} patches) "
+        f"on {ta}; B: {sb.name} ({sb.source}, {len(sb.patches)} "
+        f"patches) on {tb}")
+    diff = port_diff(sa, trees[ta], sb, trees[tb], cache, log, creation_factor)
     out.mkdir(parents=True, exist_ok=True)
     (out / "port-diff.md").write_text(markdown(diff))
     for pair in diff.pairs:
@@ -475,7 +479,7 @@ def run_port_diff(spec_a: str, spec_b: str, out: Path, log: Logger, *,
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("port-diff", help="how two versions of a series differ, per patch "
                                          "(git range-diff); OUT/port-diff.md",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -236,7 +236,7 @@ def markdown(series: series_mod.Series, tree: str, version: str, reports: list[P
     return "\n".join(lines) + "\n"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("rebase", help="try a series on another tree; Markdown + JUnit report",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--series", required=True, metavar="SPEC",

@@ -402,6 +402,7 @@ def import_series(source: str, out: Path, log: Logger, *, name: str | None = Non
         raise BadInput(f"{source}: no patch mails found (looked for subjects like "
                        f"'[PATCH n/m]', '[RFC PATCH v2 n/m]' among {len(mails)} mails)")
     if not found:
+        assert cover is not None        # both missing raised just above
         raise BadInput(f"{source}: only a cover letter ({cover.subject!r}), no patch mails")
     totals = {p.total for p in found.values()} | (
         {parse_subject(cover.subject).total} if cover else set())
@@ -563,7 +564,7 @@ def write_folder(result: ImportResult, out: Path, force: bool) -> Path:
 
 # --- command line -----------------------------------------------------------------------------
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `pipeline series import` to the top-level subcommands."""
     series = sub.add_parser("series", help="series tools (import a patch thread)")
     series_sub = series.add_subparsers(dest="series_command", required=True, metavar="ACTION")

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import termios
 import traceback
+from typing import Any
 
 MARK = "@@PIPELINE:"
 OUT = "/run/pipeline-out"
@@ -56,7 +57,7 @@ MOUNTS = (
 )
 
 
-def say(event: str, console: bool = True, **fields) -> None:
+def say(event: str, console: bool = True, **fields: object) -> None:
     """A protocol event on the console (unless `console` is false: in shell mode the console
     is the user's terminal) and, once the share is mounted, in the results file."""
     line = json.dumps({"event": event, **fields})
@@ -92,7 +93,7 @@ def setup() -> None:
             print(f"pipeline init: optional mount skipped: {exc}", flush=True)
 
 
-def host_tmp_needed(request: dict) -> bool:
+def host_tmp_needed(request: dict[str, Any]) -> bool:
     """Does the request use files under the host's /tmp (e.g. a CI clone there)?"""
     needed = [request["python"], request["plugin_dir"], *request["tests"]]
     needed += [p for p in (request.get("cwd"), *(request.get("command") or [])[:1])
@@ -101,7 +102,7 @@ def host_tmp_needed(request: dict) -> bool:
                for p in needed)
 
 
-def scratch_dir(request: dict) -> str:
+def scratch_dir(request: dict[str, Any]) -> str:
     """A writable tmpfs for TMPDIR: /tmp, unless a tmpfs there would hide the host files
     the request needs (the interpreter, the tests); then /run/tmp."""
     if host_tmp_needed(request):
@@ -131,7 +132,7 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode & 0xFF
 
 
-def command_env(request: dict, tmp: str) -> dict:
+def command_env(request: dict[str, Any], tmp: str) -> dict[str, str]:
     env = {"PATH": PATH, "HOME": tmp, "TMPDIR": tmp, "LANG": "C.UTF-8",
            "PYTHONDONTWRITEBYTECODE": "1"}
     term = request.get("term")
@@ -140,14 +141,14 @@ def command_env(request: dict, tmp: str) -> dict:
     return env
 
 
-def command_cwd(request: dict, tmp: str) -> str:
+def command_cwd(request: dict[str, Any], tmp: str) -> str:
     """The host's working folder when the guest sees it (the host's / is the guest's), else
     the scratch folder."""
     cwd = request.get("cwd")
     return cwd if isinstance(cwd, str) and os.path.isdir(cwd) else tmp
 
 
-def run_command(request: dict, tmp: str) -> int:
+def run_command(request: dict[str, Any], tmp: str) -> int:
     """exec mode: the request's argv with stdin /dev/null, stdout and stderr into files of the
     share (the host copies them out as they grow); its status as a shell reports it (127 not
     found, 126 not executable)."""
@@ -200,7 +201,7 @@ def shell_child(tty: str, rows: int, cols: int) -> None:
         os.close(fd)
 
 
-def run_shell(request: dict, tmp: str) -> int:
+def run_shell(request: dict[str, Any], tmp: str) -> int:
     """shell mode: an interactive login-less shell on the console tty; its exit status."""
     shell = next((s for s in ("/bin/bash", "/bin/sh") if os.access(s, os.X_OK)), "/bin/sh")
     env = command_env(request, tmp)
@@ -211,7 +212,8 @@ def run_shell(request: dict, tmp: str) -> int:
             socket.sethostname(hostname)
         except OSError:
             pass
-    size = request.get("size") if isinstance(request.get("size"), list) else []
+    raw_size = request.get("size")
+    size = raw_size if isinstance(raw_size, list) else []
     rows, cols = (size + [0, 0])[:2] if all(isinstance(n, int) for n in size) else (0, 0)
     tty = console_tty()
     sys.stdout.flush()
@@ -235,7 +237,7 @@ def run_shell(request: dict, tmp: str) -> int:
             return exit_status(os.waitstatus_to_exitcode(status))
 
 
-def run_tests(request: dict, tmp: str) -> int:
+def run_tests(request: dict[str, Any], tmp: str) -> int:
     env = {
         "PATH": PATH,
         "HOME": tmp, "TMPDIR": tmp, "PYTHONDONTWRITEBYTECODE": "1",

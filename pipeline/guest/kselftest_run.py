@@ -41,6 +41,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 MANIFEST = "kselftest-manifest.json"
 DEFAULT_TIMEOUT = 45
@@ -303,7 +304,12 @@ def emit(console: Console, test: Selftest, outcome: RunOutcome) -> None:
 
 # ---- pytest mode (this file copied as test_kselftest.py next to the manifest) ----
 
-_phase: dict[str, object] = {}
+class _Phase(TypedDict, total=False):
+    mount: tuple[str, bool]     # mount_cgroup2(): where, and whether this phase mounted it
+    chroot: str                 # make_chroot(): the scratch disk's root
+
+
+_phase: _Phase = {}
 
 
 def setup_phase() -> list[str]:

@@ -5,9 +5,15 @@ the kernel log per test and knows which test was running if the guest dies, and 
 one JSON line with the result to $PIPELINE_RESULTS (the authoritative record).
 """
 
+from __future__ import annotations
+
 import json
 import os
 import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:       # for the annotations only: nothing of pytest is imported at run time
+    import pytest
 
 MARK = "@@PIPELINE:"
 
@@ -16,9 +22,9 @@ class _Reporter:
     def __init__(self) -> None:
         self.console = open("/dev/console", "w")  # noqa: SIM115 - kept for the session
         self.results = open(os.environ["PIPELINE_RESULTS"], "a")  # noqa: SIM115
-        self.current: dict[str, dict] = {}
+        self.current: dict[str, dict[str, Any]] = {}
 
-    def emit(self, event: str, **fields) -> None:
+    def emit(self, event: str, **fields: object) -> None:
         line = json.dumps({"event": event, **fields})
         self.results.write(line + "\n")
         self.results.flush()
@@ -28,19 +34,20 @@ class _Reporter:
         self.console.flush()
 
     # --- hooks ---------------------------------------------------------------------------
-    def pytest_collectreport(self, report) -> None:
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
             self.emit("collect-error", nodeid=report.nodeid, details=str(report.longrepr))
 
-    def pytest_collection_finish(self, session) -> None:
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.emit("collected", tests=[item.nodeid for item in session.items])
 
-    def pytest_runtest_logstart(self, nodeid, location) -> None:
+    def pytest_runtest_logstart(self, nodeid: str,
+                                location: tuple[str, int | None, str]) -> None:
         self.current[nodeid] = {"outcome": "passed", "duration": 0.0, "message": "",
                                 "details": "", "start": time.monotonic()}
         self.emit("start", nodeid=nodeid)
 
-    def pytest_runtest_logreport(self, report) -> None:
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         state = self.current.setdefault(report.nodeid, {
             "outcome": "passed", "duration": 0.0, "message": "", "details": "",
             "start": time.monotonic()})
@@ -59,12 +66,13 @@ class _Reporter:
             else:
                 state["message"] = (text.strip().splitlines() or [""])[-1]
 
-    def pytest_runtest_logfinish(self, nodeid, location) -> None:
+    def pytest_runtest_logfinish(self, nodeid: str,
+                                 location: tuple[str, int | None, str]) -> None:
         state = self.current.pop(nodeid)
         self.emit("result", nodeid=nodeid, outcome=state["outcome"],
                   duration=round(time.monotonic() - state["start"], 3),
                   message=state["message"][:500], details=state["details"])
 
 
-def pytest_configure(config) -> None:
+def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_Reporter(), "pipeline-guest-reporter")

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypedDict, Unpack
 
 from .known_issues import KnownIssues
 from .suite import ERROR, FAILED, PASSED, SKIPPED, CaseResult
@@ -109,7 +110,7 @@ class Tally:
         return (f"patched {self.patched_passes}/{self.patched_runs}, baseline "
                 f"{self.baseline_passes}/{self.baseline_runs} passed on rerun, p{_p_text(self.p)}")
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"direction": self.direction, "verdict": self.verdict, "why": self.why,
                 "patched_passes": self.patched_passes, "patched_runs": self.patched_runs,
                 "baseline_passes": self.baseline_passes, "baseline_runs": self.baseline_runs,
@@ -264,8 +265,7 @@ def decide(baseline: list[CaseResult], patched: list[CaseResult], rerun: Rerun,
 
 def regressed_programs(comp: Comparison) -> list[str]:
     """Names of the programs with a regression."""
-    names = [(r.patched or r.baseline).test for r in comp.regressions
-             if r.patched or r.baseline]
+    names = [res.test for r in comp.regressions if (res := r.patched or r.baseline)]
     return list(dict.fromkeys(names))
 
 
@@ -317,22 +317,31 @@ def markdown(comp: Comparison, title: str = "kselftest: baseline vs patched",
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(comp: Comparison, out_dir: Path, **kwargs: object) -> Path:
+class MarkdownOptions(TypedDict, total=False):
+    """The keyword arguments of `markdown` after `comp` (for `write_markdown`)."""
+
+    title: str
+    known: KnownIssues | None
+    passing_known: list[str] | None
+
+
+def write_markdown(comp: Comparison, out_dir: Path, **kwargs: Unpack[MarkdownOptions]) -> Path:
     path = out_dir / "kselftest-regressions.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown(comp, **kwargs))  # type: ignore[arg-type]
+    path.write_text(markdown(comp, **kwargs))
     return path
 
 
-def summary_rows(comp: Comparison) -> list[dict]:
+def summary_rows(comp: Comparison) -> list[dict[str, Any]]:
     """summary.json: every row that is not a plain pass/skip, with its rerun counts."""
     out = []
     for r in comp.rows:
         if r.verdict in (PASS, SKIP):
             continue
-        row = {"collection": r.collection, "test": r.key, "verdict": r.verdict,
-               "baseline": r.baseline.status if r.baseline else None,
-               "patched": r.patched.status if r.patched else None}
+        row: dict[str, Any] = {"collection": r.collection, "test": r.key,
+                               "verdict": r.verdict,
+                               "baseline": r.baseline.status if r.baseline else None,
+                               "patched": r.patched.status if r.patched else None}
         if r.tally is not None:
             row["reruns"] = r.tally.as_dict()
             row["counts"] = r.tally.counts()
@@ -343,7 +352,7 @@ def summary_rows(comp: Comparison) -> list[dict]:
 def _copy(res: CaseResult, **changes: object) -> CaseResult:
     fields = dict(res.__dict__)
     fields.update(changes)
-    return CaseResult(**fields)  # type: ignore[arg-type]
+    return CaseResult(**fields)
 
 
 def _excused(r: Row, res: CaseResult, known: KnownIssues | None) -> bool:

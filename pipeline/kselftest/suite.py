@@ -194,7 +194,8 @@ def build_selftests(tree: Path, cache_dir: Path, targets: list[str], log: Logger
     manifest = install / MANIFEST
     if manifest.is_file() and (install / STAMP).is_file() \
             and (install / STAMP).read_text().strip() == stamp:
-        tests = [Selftest(**t) for t in json.loads(manifest.read_text())["tests"]]
+        tests: list[Selftest] = [Selftest(**t)
+                                 for t in json.loads(manifest.read_text())["tests"]]
         log(f"  kselftest: cached build of {', '.join(targets)} ({len(tests)} tests)")
         return SelftestBuild(tree, install, tests, log_path, time.monotonic() - start, True)
 
@@ -207,7 +208,7 @@ def build_selftests(tree: Path, cache_dir: Path, targets: list[str], log: Logger
                 "kselftest: kernel headers", log)
     build = cache_dir / "build"
     shutil.rmtree(install, ignore_errors=True)
-    tests: list[Selftest] = []
+    tests = []
     for target in targets:
         cmd = ["make", "-C", str(st), f"O={build}", f"TARGETS={target}", f"-j{jobs}",
                f"KHDR_INCLUDES=-isystem {hdr / 'usr' / 'include'}", "all"]

@@ -55,6 +55,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 FORMAT = "cgbench/1"
 OPS = ("mkdir", "attach", "rmdir")
@@ -373,7 +374,9 @@ class ProcessCreators:
     @staticmethod
     def _child(i: int, parent: str, root: str, wfd: int, sigs: set[int]) -> None:
         path, me = f"{parent}/c{i}", os.getpid()
-        ops = {sig: (k, op) for k, (op, sig) in enumerate(_OP_SIGNALS.items())}
+        # keyed by the Signals member, looked up with sigwait's int (an IntEnum equals it)
+        ops: dict[int, tuple[int, str]] = {sig: (k, op)
+                                           for k, (op, sig) in enumerate(_OP_SIGNALS.items())}
         while True:
             sig = signal.sigwait(sigs)
             if sig == _QUIT:
@@ -465,13 +468,13 @@ def fast_path_count(parent: str, n: int, probe_ino: int) -> int:
 
 
 def run_rep(h: Hierarchy, creators: ProcessCreators | ThreadCreators, sc: Scenario, n: int,
-            ops: list[str], period_ns: int, cpus: list[int], timeout: float) -> dict:
+            ops: list[str], period_ns: int, cpus: list[int], timeout: float) -> dict[str, Any]:
     h.reset(sc.pool_size)
     probe = f"{h.mountpoint}/probe"
     os.mkdir(probe)
     probe_ino = os.stat(probe).st_ino
     load = LoadGen(sc.load, period_ns, cpus)
-    rep: dict = {"ops": {}}
+    rep: dict[str, Any] = {"ops": {}}
     try:
         load.start()
         if sc.load > 0:
@@ -538,12 +541,12 @@ def _clocksource() -> str:
         return "unknown"
 
 
-def _kernel() -> dict:
+def _kernel() -> dict[str, Any]:
     u = os.uname()
     return {"release": u.release, "version": u.version, "machine": u.machine}
 
 
-def benchmark(a: argparse.Namespace, log: Callable[[str], None]) -> dict:
+def benchmark(a: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     cpus = sorted(os.sched_getaffinity(0))
     controller = pick_controller(a.controller, read_proc_cgroups(_read("/proc/cgroups")))
     h = Hierarchy("/sys/fs/cgroup/cgbench", controller)
@@ -555,7 +558,7 @@ def benchmark(a: argparse.Namespace, log: Callable[[str], None]) -> dict:
         _write(sysctl, str(a.supply_delay_ms))
         delay = a.supply_delay_ms
     scenarios = plan_scenarios(a.n, a.load, a.pool_small, has_pool)
-    result: dict = {
+    result: dict[str, Any] = {
         "format": FORMAT,
         "conditions": {
             "kernel": _kernel(), "cpus": len(cpus), "n": a.n, "reps": a.reps, "load": a.load,
