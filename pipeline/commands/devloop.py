@@ -314,7 +314,7 @@ def banner(variant: str, version: str, accel: str, seconds: float) -> str:
 
 def run_shell(kernel: Path, session: Session, out_dir: Path, log: Log, *, variant: str,
               version: str, hostname: str, machine: Machine | None = None,
-              interact: Callable[[pexpect.spawn, BinaryIO], bool] | None = None) -> Outcome:
+              interact: Callable[[pexpect.spawn[str], BinaryIO], bool] | None = None) -> Outcome:
     """Boot `kernel` in shell mode, wait for the guest's "ready" (the boot log goes to
     OUT_DIR/console.log only, -vv shows it), print the banner and hand the console to the
     user (pexpect interact: the host terminal in raw mode, Ctrl-] leaves)."""
@@ -368,7 +368,7 @@ def run_shell(kernel: Path, session: Session, out_dir: Path, log: Log, *, varian
     return outcome
 
 
-def _interact(child: pexpect.spawn, console_log: BinaryIO) -> bool:
+def _interact(child: pexpect.spawn[str], console_log: BinaryIO) -> bool:
     """The console to the user until QEMU exits or Ctrl-]; everything shown is logged.
     True when the user left with Ctrl-]."""
     out = sys.stdout.fileno()
@@ -388,7 +388,10 @@ def _interact(child: pexpect.spawn, console_log: BinaryIO) -> bool:
         escaped = escaped or ESCAPE.encode() in data
         return data
 
-    child.interact(escape_character=ESCAPE, input_filter=watch_keys, output_filter=keep)
+    # interact() hands its filters the raw bytes it read (pexpect's __interact_copy), whatever
+    # the spawn's encoding; types-pexpect types them as str for a spawn[str]
+    child.interact(escape_character=ESCAPE, input_filter=watch_keys,  # type: ignore[arg-type]
+                   output_filter=keep)  # type: ignore[arg-type]
     if not escaped:   # QEMU is gone: what it wrote last (the power-off lines)
         while True:
             try:
