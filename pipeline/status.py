@@ -25,6 +25,7 @@ class ExitCode(IntEnum):
     STAGE_FAILED = 3
     INTERNAL = 4             # a bug of the pipeline: never 1 ("a test failed") nor 3
     TIMEOUT = 124            # exec --timeout: QEMU was stopped (as timeout(1) exits)
+    BISECT_SKIP = 125        # bisect-step: git bisect run skips the commit (cannot be tested)
     ABORT_BISECT = 128       # bisect-step: git bisect run stops instead of judging
     GUEST_LOST = 255         # exec/shell: kernel panic, or the guest died
 
@@ -44,6 +45,9 @@ _MEANING = {
     ExitCode.INTERNAL: "internal error of the pipeline itself (a bug; the log has the "
                        "traceback): never reported as 1 or 3",
     ExitCode.TIMEOUT: "`exec` only: `--timeout` reached, QEMU was stopped",
+    ExitCode.BISECT_SKIP: "`bisect-step` only: skip the commit (the series does not apply, "
+                          "the tree does not configure or build, or the chosen tests "
+                          "skipped)",
     ExitCode.ABORT_BISECT: "`bisect-step` only: abort (bad input, internal error, interrupt, "
                            "usage error), so that `git bisect run` stops instead of marking "
                            "the commit",
@@ -72,7 +76,8 @@ def worst(statuses: set[str]) -> Status:
 
 def readme_table() -> list[str]:
     """The README's exit-code table, row by row (markdown), in the order the README keeps."""
-    order = [*RUN_CODES, ExitCode.ABORT_BISECT, ExitCode.TIMEOUT, ExitCode.GUEST_LOST]
+    order = [*RUN_CODES, ExitCode.BISECT_SKIP, ExitCode.ABORT_BISECT, ExitCode.TIMEOUT,
+             ExitCode.GUEST_LOST]
     rows = ["| exit code | meaning |", "| --- | --- |"]
     rows += [f"| {int(code)} | {code.meaning} |" for code in order]
     rows.append(f"| other | {GUEST_STATUS_MEANING} |")

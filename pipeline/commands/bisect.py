@@ -43,14 +43,17 @@ from ..log import Log, fmt_duration
 from ..qemu import Machine
 from ..results import ERROR, FAILED, PASSED, RunReport
 from ..runner import run_job_report
+from ..status import ExitCode
 from ..tree import Tree, UserCheckout, commit_version, resolve_checkout, split_rev, user_clone
 
-GOOD, BAD, SKIP, ABORT = 0, 1, 125, 128
-MARKS = {GOOD: "good", BAD: "bad", SKIP: "skip"}
+# what `git bisect run` reads from bisect-step (pipeline.status has their meanings)
+GOOD, BAD, SKIP, ABORT = (ExitCode.OK, ExitCode.TEST_FAILED, ExitCode.BISECT_SKIP,
+                          ExitCode.ABORT_BISECT)
+MARKS: dict[int, str] = {GOOD: "good", BAD: "bad", SKIP: "skip"}
 _BUILD_STAGES = ("apply", "configure", "build")
 _FIRST_BAD = re.compile(r"^([0-9a-f]{40}) is the first bad commit", re.MULTILINE)
 _ONLY_SKIPPED = "only 'skip'ped commits left"
-INTERNAL_PREFIX = "internal error"   # how runner._stage words a case for an unexpected exception
+INTERNAL_PREFIX = "internal error"   # how stages.execute words a case for an unexpected exception
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 from .. import apply as apply_mod
 from .. import series as series_mod
 from ..cache import Cache, default_cache_root, short_hash
+from ..diffs import hunk_header
 from ..errors import BadInput, PipelineError
 from ..git import git, git_run
 from ..job import PROJECT_ROOT, normalize_series_spec, normalize_tree_spec
@@ -34,7 +35,6 @@ from ..tree import Tree, prepare_tree
 from . import portdiff
 
 CLEAN, THREE_WAY, CONFLICT = "clean", "3-way", "conflicted"
-_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+\d+(?:,\d+)? @@")
 
 
 @dataclass
@@ -57,8 +57,8 @@ def hunk_ranges(patch_text: str) -> dict[str, list[tuple[int, int]]]:
         if line.startswith("--- "):
             name = line[4:].split("\t")[0]
             current = name.removeprefix("a/")
-        elif (m := _HUNK.match(line)) and current:
-            ranges.setdefault(current, []).append((int(m.group(1)), int(m.group(2) or 1)))
+        elif (hunk := hunk_header(line)) and current:
+            ranges.setdefault(current, []).append((hunk.old_start, hunk.old_len))
     return ranges
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from ..diffs import hunk_header
 from ..errors import BadInput
 from ..git import git_run
 from ..job import seconds_arg
@@ -35,7 +36,6 @@ from .mailsource import UNKNOWN_EMAIL, Mail, read_mails
 GIT_TIMEOUT = 60.0
 _TAG = re.compile(r"^\s*\[([^\]]*)\]\s*")
 _REPLY = re.compile(r"^\s*(re|fwd?|aw|sv|antw)\s*:\s*", re.IGNORECASE)
-_HUNK = re.compile(r"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
 _BASE_PATTERNS = [
     re.compile(r"\b(?:based|rebased|applies)\s+(?:on(?:\s+top\s+of)?|against)\s+"
                r"(?:(?:linux|mainline|kernel|linus'?)\s*)?(?:tag\s+)?v?(\d+\.\d+)", re.IGNORECASE),
@@ -132,9 +132,8 @@ def whitespace_damage(diff: str) -> str:
     """Describe the first hunk line that is neither context (' '), '+', '-' nor '\\'."""
     remaining_old = remaining_new = 0
     for number, line in enumerate(diff.splitlines(), start=1):
-        if m := _HUNK.match(line):
-            remaining_old = int(m.group(1) or 1)
-            remaining_new = int(m.group(2) or 1)
+        if hunk := hunk_header(line):
+            remaining_old, remaining_new = hunk.old_len, hunk.new_len
             continue
         if remaining_old <= 0 and remaining_new <= 0:
             continue
@@ -161,9 +160,8 @@ def repair_whitespace(diff: str) -> str:
     out = []
     remaining_old = remaining_new = 0
     for line in diff.splitlines():
-        if m := _HUNK.match(line):
-            remaining_old = int(m.group(1) or 1)
-            remaining_new = int(m.group(2) or 1)
+        if hunk := hunk_header(line):
+            remaining_old, remaining_new = hunk.old_len, hunk.new_len
             out.append(line)
             continue
         if remaining_old > 0 or remaining_new > 0:
