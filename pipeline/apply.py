@@ -235,6 +235,12 @@ def apply_series(tree: Tree, series: Series, cache: Cache, log: Logger,
     return applied
 
 
+def conflict_message(patch: str, files: list[str]) -> str:
+    """The one-line reason of a patch that does not apply (apply stage, check-series,
+    rebase)."""
+    return f"patch {patch} does not apply; conflicts in {', '.join(files) or 'unknown files'}"
+
+
 def apply_stage(ctx: VariantContext) -> list[Case]:
     """The apply stage: the series on the tree's baseline, a case per patch; makes `src`
     (the worktree) when every patch applied."""
@@ -247,8 +253,7 @@ def apply_stage(ctx: VariantContext) -> list[Case]:
             case.message = "applied with 3-way merge"
         elif p.status == CONFLICTED:
             case.status = FAILED
-            case.message = (f"patch {p.name} does not apply; conflicts in "
-                            f"{', '.join(p.files) or 'unknown files'}")
+            case.message = conflict_message(p.name, p.files)
             case.details = ("hunks: " + ", ".join(p.hunks) + "\n\n" + p.output).strip()
         elif p.status == NOT_APPLIED:
             case.status = SKIPPED

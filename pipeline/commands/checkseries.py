@@ -206,7 +206,7 @@ def check_series(job: Job, log: Logger, *, baseline: bool = True, checkpatch: bo
             if applied.status == apply_mod.CONFLICTED:
                 builds.cases.append(Case(
                     name, FAILED, applied.duration,
-                    message=f"does not apply; conflicts in {', '.join(applied.files) or '?'}",
+                    message=apply_mod.conflict_message(applied.name, applied.files),
                     details=("hunks: " + ", ".join(applied.hunks) + "\n\n"
                              + applied.output).strip()))
                 stop = f"patch {patch.index} does not apply"

@@ -158,7 +158,7 @@ def _variant(series: series_mod.Series, tree: str, reports: list[PatchReport]) -
                     stdout=r.output)
         if r.status == CONFLICT:
             case.status = FAILED
-            case.message = f"conflicts in {', '.join(r.files) or '?'}"
+            case.message = apply_mod.conflict_message(f"{r.index:04d}", r.files)
             case.details = "\n".join(["hunks: " + ", ".join(r.hunks)] + [
                 f"{hunk} touched upstream by:\n  " + "\n  ".join(commits)
                 for hunk, commits in r.upstream.items()])
