@@ -26,6 +26,7 @@ import yaml
 
 from . import safeyaml
 from .errors import BadInput
+from .qemu import Machine
 
 T = TypeVar("T")
 _Spec = TypeVar("_Spec", str, "str | None")       # a tree spec (str) or a series spec (or None)
@@ -529,7 +530,9 @@ def _variant_name(check: Checker, item: dict[str, Any], key: str,
 
 
 def _qemu(check: Checker, raw_q: dict[str, Any], base: Path) -> QemuSettings:
-    defaults_q = QemuSettings()
+    machine = Machine.load()        # pipeline/data/qemu.yaml: the machine's defaults
+    defaults_q = QemuSettings(memory=machine.default_memory, smp=machine.default_smp,
+                              accel=machine.default_accel)
     memory = raw_q.get("memory", defaults_q.memory)
     if isinstance(memory, int) and not isinstance(memory, bool):
         memory = str(memory)  # QEMU reads a bare number as MiB

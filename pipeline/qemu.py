@@ -32,11 +32,15 @@ class Machine:
     probe_banner: str
     interactive_serial: list[str] = field(default_factory=list)
     image: str = "arch/x86/boot/bzImage"   # the built kernel, relative to the build folder
+    default_memory: str = "1G"     # what a job's qemu: section does not set
+    default_smp: int = 2
+    default_accel: str = "auto"
 
     @classmethod
     def load(cls, path: Path = DATA) -> Machine:
         try:
             raw, _ = safeyaml.load(path, "QEMU settings file")
+            defaults = raw.get("defaults") or {}
             return cls(
                 binary=str(raw["binary"]), debian_package=str(raw["debian_package"]),
                 machine_args=[str(a) for a in raw["machine_args"]],
@@ -50,7 +54,10 @@ class Machine:
                 probe_memory=str(raw.get("probe_memory", "256M")),
                 probe_banner=str(raw.get("probe_banner", "Linux version")),
                 interactive_serial=[str(a) for a in raw.get("interactive_serial") or []],
-                image=str(raw.get("image", "arch/x86/boot/bzImage")))
+                image=str(raw.get("image", "arch/x86/boot/bzImage")),
+                default_memory=str(defaults.get("memory", "1G")),
+                default_smp=int(defaults.get("smp", 2)),
+                default_accel=str(defaults.get("accel", "auto")))
         except (OSError, KeyError, TypeError, ValueError) as exc:
             raise BadInput(f"{path}: bad QEMU settings file: {exc!r}") from exc
 

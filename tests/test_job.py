@@ -56,6 +56,16 @@ def test_user_job_paths_resolve_against_its_folder(tmp_path):
     assert job.variants[1].timeout_scale == 2.0
 
 
+def test_qemu_keys_a_job_leaves_out_come_from_the_machine_file(tmp_path):
+    from pipeline.qemu import Machine
+
+    job = load_job(write_job(tmp_path, GOOD.replace("qemu: {memory: 2G, smp: 1, accel: tcg}\n",
+                                                    "")))
+    machine = Machine.load()
+    assert (job.qemu.memory, job.qemu.smp, job.qemu.accel) == (
+        machine.default_memory, machine.default_smp, machine.default_accel) == ("1G", 2, "auto")
+
+
 @pytest.mark.parametrize("text, words", [
     (GOOD + "colour: blue\n", ["job.yaml:14", "colour", "unknown key"]),
     (GOOD.replace("    timeout_scale: 2", "    timeout_scale: 2\n    bogus: 1"),
