@@ -21,6 +21,7 @@ from .tree import Tree
 
 if TYPE_CHECKING:  # the stage modules import this one: only their types are needed here
     from .boot import BootBackend, BootResult, BootSettings
+    from .compiled import VariantCheck
     from .kconfig import ConfigResult
     from .kselftest.regress import Comparison
     from .kselftest.suite import CaseResult, SelftestBuild
@@ -63,6 +64,8 @@ class RunContext:
     tree: Tree | None = None                  # once prepared (kcidb.json)
     series: Series | None = None              # once loaded
     kselftest: KselftestRuns = field(default_factory=KselftestRuns)
+    compiled: dict[str, VariantCheck] = field(default_factory=dict)  # per variant: what
+    #                                                  of the series it compiled (compiled.py)
 
 
 @dataclass

@@ -85,27 +85,30 @@ def build_tree(report: RunReport) -> ET.Element:
     root = ET.Element("testsuites", {"name": "kernel-pipeline"})
     totals = {"tests": 0, FAILED: 0, ERROR: 0}
     total_time = 0.0
-    for variant in report.variants:
-        for stage in variant.stages:
-            suite_name = f"{variant.name}.{stage.name}"
-            counts = {s: sum(c.status == s for c in stage.cases) for s in (FAILED, ERROR, SKIPPED)}
-            seconds = suite_time(stage)
-            suite = ET.SubElement(root, "testsuite", {
-                "name": suite_name, "tests": str(len(stage.cases)),
-                "failures": str(counts[FAILED]), "errors": str(counts[ERROR]),
-                "skipped": str(counts[SKIPPED]), "time": fmt_time(seconds)})
-            props = ET.SubElement(suite, "properties")
-            merged = {**variant.properties, **stage.properties,
-                      "variant": variant.name, "stage": stage.name}
-            for name, value in merged.items():
-                ET.SubElement(props, "property", {"name": _clean(str(name)),
-                                                  "value": _clean(str(value))})
-            for case in stage.cases:
-                suite.append(_case_element(case, suite_name))
-            totals["tests"] += len(stage.cases)
-            totals[FAILED] += counts[FAILED]
-            totals[ERROR] += counts[ERROR]
-            total_time += seconds
+    suites = [(f"{variant.name}.{stage.name}", stage,
+               {**variant.properties, **stage.properties, "variant": variant.name,
+                "stage": stage.name})
+              for variant in report.variants for stage in variant.stages]
+    # Run-level suites (a verdict over all variants, e.g. series.compiled): named as they are.
+    suites += [(stage.name, stage, {**stage.properties, "stage": stage.name})
+               for stage in report.suites]
+    for suite_name, stage, merged in suites:
+        counts = {s: sum(c.status == s for c in stage.cases) for s in (FAILED, ERROR, SKIPPED)}
+        seconds = suite_time(stage)
+        suite = ET.SubElement(root, "testsuite", {
+            "name": suite_name, "tests": str(len(stage.cases)),
+            "failures": str(counts[FAILED]), "errors": str(counts[ERROR]),
+            "skipped": str(counts[SKIPPED]), "time": fmt_time(seconds)})
+        props = ET.SubElement(suite, "properties")
+        for name, value in merged.items():
+            ET.SubElement(props, "property", {"name": _clean(str(name)),
+                                              "value": _clean(str(value))})
+        for case in stage.cases:
+            suite.append(_case_element(case, suite_name))
+        totals["tests"] += len(stage.cases)
+        totals[FAILED] += counts[FAILED]
+        totals[ERROR] += counts[ERROR]
+        total_time += seconds
     root.set("tests", str(totals["tests"]))
     root.set("failures", str(totals[FAILED]))
     root.set("errors", str(totals[ERROR]))
@@ -151,6 +154,8 @@ def summary(report: RunReport) -> dict[str, Any]:
                             "variants": variants}
     if report.kselftest:
         data["kselftest"] = report.kselftest
+    if report.compiled:
+        data["compiled"] = report.compiled
     return data
 
 

@@ -73,6 +73,8 @@ class RunReport:
     kselftest: dict[str, Any] = field(default_factory=dict)   # summary.json "kselftest": verdicts, counts
     internal_error: str = ""      # a bug of the pipeline: exit 4 (EXIT_INTERNAL)
     started: float = 0.0          # wall clock (time.time()) when the run began; 0.0: unknown
+    suites: list[Stage] = field(default_factory=list)   # run-level suites (series.compiled)
+    compiled: dict[str, Any] = field(default_factory=dict)    # summary.json "compiled"
 
     def exit_code(self) -> int:
         if self.bad_input:
@@ -84,6 +86,8 @@ class RunReport:
         codes = [v.exit_code() for v in self.variants]
         if self.kselftest_regressions:
             codes.append(EXIT_TEST_FAILED)
+        if any(s.status in (FAILED, ERROR) for s in self.suites):
+            codes.append(EXIT_TEST_FAILED)   # e.g. a hunk of the series no variant compiled
         if EXIT_STAGE_FAILED in codes:
             return EXIT_STAGE_FAILED
         return max(codes, default=EXIT_OK)

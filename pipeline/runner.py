@@ -1,5 +1,6 @@
 """Run a job: the tree, then for each variant the stages of pipeline.stages in order
-(apply -> configure -> build -> boot -> guest -> kselftest-build -> kselftest-run).
+(apply -> configure -> build -> compiled -> boot -> guest -> kselftest-build -> kselftest-run),
+then the run-level reports (kselftest verdicts, series.compiled).
 
 A failed stage stops its variant only (the later stages are reported as skipped with the
 reason). OUT/junit.xml, OUT/summary.json and OUT/kcidb.json (pipeline.kcidb) are always
@@ -15,7 +16,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import kcidb, outdir, ready, stages
+from . import compiled, kcidb, outdir, ready, stages
 from . import series as series_mod
 from .apply import worktree_key
 from .boot import BootBackend, BootSettings, QemuBoot, settings_for
@@ -188,6 +189,15 @@ def _finish(run: RunContext, start: float) -> int:
             if vr.name in run.kselftest.results or vr is run.report.variants[-1]:
                 vr.stages.append(Stage("kselftest-report", [Case(
                     "kselftest report", ERROR, message=message, details=detail)]))
+    try:
+        compiled.report(run)
+    except Exception as exc:  # noqa: BLE001 - a bug: report it, never end without JUnit
+        detail = traceback.format_exc()
+        run.log(detail)
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        run.report.internal_error = run.report.internal_error or f"compiled report: {message}"
+        run.report.suites.append(Stage(compiled.SUITE, [Case(
+            "compiled report", ERROR, message=message, details=detail)]))
     _write_reports(run, start)
     code = run.report.exit_code()
     for vr in run.report.variants:

@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import apply, bootstage, build, kconfig
+from . import apply, bootstage, build, compiled, kconfig
 from .context import VariantContext
 from .errors import PipelineError
 from .kselftest import stage as kselftest_stage
@@ -44,6 +44,10 @@ STAGES: tuple[StageSpec, ...] = (
               sources_lock=True),
     StageSpec("build", build.build_stage, needs=("config",), makes=("kernel",),
               sources_lock=True),
+    # Every hunk of the series compiled in this variant? Under the sources lock: it reads the
+    # worktree and the build folder the build just used. Not reported when it never ran.
+    StageSpec("compiled", compiled.compiled_stage, needs=("src", "config", "kernel"), makes=(),
+              only=("series",), sources_lock=True, placeholder=False, stops=False),
     StageSpec("boot", bootstage.boot_stage, needs=("kernel",), makes=("boot",), only=("boots",)),
     StageSpec("guest", bootstage.guest_stage, needs=("boot",), makes=(), only=("boots",),
               stops=False),
