@@ -19,7 +19,9 @@ first line, is not mistaken for dead code. Nothing is written to the build folde
 The variant stage (`compiled`) has one case per hunk: passed when compiled in this variant,
 skipped with the reason and the option that would enable it when not. report() adds, once
 every variant ran, a failed case (suite `series.compiled`) for every hunk whose lines no
-variant compiled: the series was tested with that code compiled out.
+variant compiled: the series was tested with that code compiled out. The series folder's
+`not-compiled.yaml` (file, option, reason) accepts such a hunk, e.g. a `!CONFIG_KERNFS` stub
+no config of the job can have: it is then a skipped case with the reason.
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import proc
+from . import proc, safeyaml
 from .build import build_dir_of
-from .errors import StageFailed
+from .errors import BadInput, StageFailed
 from .results import FAILED, PASSED, SKIPPED, Case, Stage
 from .series import Patch
 
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
     from .context import RunContext, VariantContext
 
 SUITE = "series.compiled"
+ACCEPTED_FILE = "not-compiled.yaml"   # in the series folder: hunks accepted as not compiled
+_ACCEPTED_KEYS = {"file", "option", "reason"}
 PREPROCESS_TIMEOUT = 300.0     # one file: ~1 s on a 2-core machine; a hung compiler stops here
 MAX_HEADER_USERS = 3           # objects tried per header until all its hunks are seen compiled
 C_SUFFIXES = (".c", ".h")
@@ -102,6 +106,7 @@ def parse_patch(text: str) -> list[_FileDiff]:
     new: str | None = None
     hunks: list[_RawHunk] = []
     started = False
+    fresh = False       # a `diff --git` line opened this file: its ---/+++ lines follow
 
     def flush() -> None:
         if started and (hunks or old != new):
@@ -111,13 +116,15 @@ def parse_patch(text: str) -> list[_FileDiff]:
         line = lines[i]
         if line.startswith("diff --git "):
             flush()
-            started, hunks = True, []
+            started, hunks, fresh = True, [], True
             parts = line.split(" ")
             old = parts[2][2:] if len(parts) >= 4 else None
             new = parts[3][2:] if len(parts) >= 4 else None
         elif line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
-            if not started:
+            if not fresh:   # a plain unified diff: each ---/+++ pair opens a file
+                flush()
                 started, hunks = True, []
+            fresh = False
             old = _diff_path(line[4:])
             new = _diff_path(lines[i + 1][4:])
             i += 1
@@ -287,12 +294,38 @@ class Group:
     lines: list[int] = field(default_factory=list)
 
     def options(self) -> list[str]:
+        """What the config must say for this group to be compiled: `CONFIG_X`, or
+        `CONFIG_X=n` for `#ifndef CONFIG_X` and the `#else` of `#ifdef CONFIG_X`; for a
+        condition of several options or an `#elif`, the options it names."""
+        if self.directive.startswith("#else"):
+            simple = _simple(self.opening)
+            if simple is not None:
+                return [simple[0] if simple[1] else f"{simple[0]}=n"]
+        elif not self.directive.startswith("#elif"):
+            simple = _simple(self.directive)
+            if simple is not None:
+                return [f"{simple[0]}=n" if simple[1] else simple[0]]
         return list(dict.fromkeys(_CONFIG_RE.findall(self.opening + " " + self.directive)))
 
     def describe(self) -> str:
         if self.opening:
             return f"`{self.directive}` of `{self.opening}` (line {self.line})"
         return f"`{self.directive}` (line {self.line})"
+
+
+_SIMPLE_RE = re.compile(r"^#(?:(ifdef|ifndef) (CONFIG_\w+)|if (!?)\s*(?:defined\s*\(?\s*|"
+                        r"IS_(?:ENABLED|BUILTIN|REACHABLE)\s*\(\s*)?(CONFIG_\w+)\s*\)?)$")
+
+
+def _simple(directive: str) -> tuple[str, bool] | None:
+    """(option, negated) of a conditional on one option (`#ifdef CONFIG_X`,
+    `#if !IS_ENABLED(CONFIG_X)`, ...), None for anything else."""
+    m = _SIMPLE_RE.match(directive)
+    if m is None:
+        return None
+    if m.group(2):
+        return m.group(2), m.group(1) == "ifndef"
+    return m.group(4), m.group(3) == "!"
 
 
 @dataclass
@@ -389,7 +422,8 @@ def visible_lines(i_text: Iterable[str], build_dir: Path,
                   wanted: dict[str, str]) -> dict[str, set[int]]:
     """From preprocessed output (`-E`, line markers): per file of `wanted` (normalized
     absolute path -> the caller's name), the source lines whose output is not empty, plus
-    the `#include` lines that were processed (the marker returning to the file)."""
+    the `#include` lines that were processed (the marker returning to the file), and 0 when
+    the file was read at all."""
     seen: dict[str, set[int]] = {name: set() for name in wanted.values()}
     names: dict[str, str | None] = {}
     current: set[int] | None = None
@@ -405,6 +439,8 @@ def visible_lines(i_text: Iterable[str], build_dir: Path,
                 name = names[spelled]
                 current = seen[name] if name is not None else None
                 line = int(m.group(1))
+                if current is not None:
+                    current.add(0)      # the file was read: its top level is compiled
                 if current is not None and "2" in m.group(3).split():
                     current.add(line - 1)   # back from an #include on the line before
                 continue
@@ -423,13 +459,18 @@ class Verdict:
 
 
 def judge(lines: Sequence[int], lay: Layout, visible: set[int]) -> Verdict:
-    """Which of `lines` are compiled: their group has a visible line (and so every group
-    around it)."""
+    """Which of `lines` are compiled: their group, or a group inside it, has a visible line
+    (the file's top level: the file was read at all, line 0 of `visible`)."""
+    children: dict[int, list[int]] = {}
+    for index, group in enumerate(lay.groups):
+        children.setdefault(group.parent, []).append(index)
     live_group: dict[int, bool] = {}
 
     def is_live(g: int) -> bool:
         if g not in live_group:
-            live_group[g] = any(n in visible for n in lay.groups[g].lines)
+            live_group[g] = (g == 0 and 0 in visible) \
+                or any(n in visible for n in lay.groups[g].lines) \
+                or any(is_live(c) for c in children.get(g, []))
         return live_group[g]
 
     live: set[int] = set()
@@ -575,19 +616,23 @@ class VariantCheck:
 
 
 def _line_ranges(lines: Iterable[int]) -> str:
-    ranges: list[str] = []
-    for n in sorted(lines):
-        if ranges and "-" not in ranges[-1].split(",")[-1] and int(ranges[-1]) == n - 1:
-            ranges[-1] = f"{n - 1}-{n}"
-        elif ranges and "-" in ranges[-1] and int(ranges[-1].split("-")[1]) == n - 1:
-            ranges[-1] = f"{ranges[-1].split('-')[0]}-{n}"
+    """`3, 7-9` for lines 3, 7, 8 and 9."""
+    runs: list[list[int]] = []
+    for n in sorted(set(lines)):
+        if runs and runs[-1][1] == n - 1:
+            runs[-1][1] = n
         else:
-            ranges.append(str(n))
-    return ", ".join(ranges)
+            runs.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+class PreprocessFailed(Exception):
+    """An object's own compile command, preprocessing only, failed or timed out."""
 
 
 def check_build(hunks: Sequence[Hunk], src: Path, build_dir: Path, variant: str,
-                log: Callable[[str], None] | None = None, timeout: float = PREPROCESS_TIMEOUT) -> VariantCheck:
+                log: Callable[[str], None] | None = None,
+                timeout: float = PREPROCESS_TIMEOUT) -> VariantCheck:
     """Check every hunk against one build folder (see the module's docstring). `log`, when
     given, is called with one line per preprocessed object."""
     start = time.monotonic()
@@ -650,10 +695,6 @@ def check_build(hunks: Sequence[Hunk], src: Path, build_dir: Path, variant: str,
     return check
 
 
-class PreprocessFailed(Exception):
-    pass
-
-
 def _check_hunk(hunk: Hunk, src: Path, users: dict[str, list[ObjectCmd]],
                 layouts: dict[str, Layout],
                 visible_in: Callable[[ObjectCmd], dict[str, set[int]]]) -> HunkResult:
@@ -676,8 +717,15 @@ def _check_hunk(hunk: Hunk, src: Path, users: dict[str, list[ObjectCmd]],
     live: set[int] = set()
     objects: list[str] = []
     dead: dict[int, int] = {}
-    for cmd in candidates[:MAX_HEADER_USERS]:
-        verdict = judge(hunk.lines, layouts[hunk.path], visible_in(cmd).get(hunk.path, set()))
+    tried: list[str] = []
+    for cmd in candidates:
+        if len(tried) == MAX_HEADER_USERS:
+            break
+        visible = visible_in(cmd).get(hunk.path, set())
+        if 0 not in visible:
+            continue    # its .cmd names the file but the preprocessor never read it
+        tried.append(cmd.obj)
+        verdict = judge(hunk.lines, layouts[hunk.path], visible)
         if verdict.live - live:
             objects.append(cmd.obj)
         live |= verdict.live
@@ -693,9 +741,12 @@ def _check_hunk(hunk: Hunk, src: Path, users: dict[str, list[ObjectCmd]],
         options = list(dict.fromkeys(o for g in outers for o in lay.groups[g].options()))
         under = "; ".join(lay.groups[g].describe() for g in outers if g > 0)
         missing = sorted(set(hunk.lines) - live)
-        tried = ", ".join(c.obj for c in candidates[:MAX_HEADER_USERS])
+        if not tried:
+            result.reason = f"{hunk.path} was read by none of {len(candidates)} objects " \
+                            f"whose .cmd names it"
+            return result
         result.reason = (f"line(s) {_line_ranges(missing)} compiled out"
-                         + (f" by {under}" if under else "") + f" in {tried}"
+                         + (f" by {under}" if under else "") + f" in {', '.join(tried)}"
                          + (f": needs {' and '.join(options)}" if options else ""))
         result.options = tuple(options)
     return result
@@ -769,43 +820,103 @@ def never_compiled(checks: Sequence[VariantCheck]) -> list[Never]:
     return found
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """An entry of the series' not-compiled.yaml: a hunk of `file` that only `option` would
+    compile (e.g. `CONFIG_KERNFS=n` for a stub no config of the job can have), and why that
+    is accepted."""
+
+    file: str
+    option: str
+    reason: str
+
+
+def load_accepted(series_folder: Path | None) -> tuple[list[Accepted], str]:
+    """The series folder's not-compiled.yaml (none: an mbox series, or no such file), and
+    the path it came from; BadInput naming the entry when it is malformed."""
+    if series_folder is None or not (series_folder / ACCEPTED_FILE).is_file():
+        return [], ""
+    path = series_folder / ACCEPTED_FILE
+    data, _node = safeyaml.load(path, ACCEPTED_FILE)
+    if data is None:
+        return [], str(path)
+    if not isinstance(data, list):
+        raise BadInput(f"{path}: must be a list of {{file, option, reason}}")
+    found = []
+    for i, entry in enumerate(data, 1):
+        if not isinstance(entry, dict) or set(entry) != _ACCEPTED_KEYS \
+                or not all(isinstance(v, str) and v.strip() for v in entry.values()):
+            raise BadInput(f"{path}: entry {i}: needs exactly file, option and reason, "
+                           f"non-empty strings")
+        found.append(Accepted(entry["file"], entry["option"], " ".join(entry["reason"].split())))
+    return found, str(path)
+
+
 def report(run: RunContext) -> None:
-    """The run-level suite `series.compiled`: a failed case per hunk no variant compiled, a
-    log line, and `summary.json` "compiled"."""
+    """The run-level suite `series.compiled`: a failed case per hunk no variant compiled
+    (skipped with its reason when the series' not-compiled.yaml accepts it), a log line,
+    and `summary.json` "compiled"."""
     checks = list(run.compiled.values())
     if not checks:
         return
     stage = Stage(SUITE)
+    run.report.suites.append(stage)
     checked = [c for c in checks if c.checked]
     summary: dict[str, Any] = {"variants": {
         c.variant: ({"hunks": len(c.results), "compiled": sum(r.ok for r in c.results),
                      "preprocessed": len(c.preprocessed), "seconds": round(c.seconds, 1)}
                     if c.checked else {"checked": False, "note": c.note}) for c in checks}}
+    run.report.compiled = summary
     if not checked:
         stage.cases.append(Case("every hunk compiled by some variant", SKIPPED,
                                 message=f"not checked: {checks[0].note}"))
         run.log(f"compiled: not checked ({checks[0].note})")
-    else:
-        never = never_compiled(checked)
-        for n in never:
-            need = f"; enable {' or '.join(n.options)}" if n.options else ""
-            stage.cases.append(Case(
-                n.hunk.key, FAILED, classname=SUITE,
-                message=f"compiled by no variant ({', '.join(c.variant for c in checked)}): "
-                        f"{n.hunk.path} line(s) {_line_ranges(n.lines)}{need}",
-                details="\n".join(n.reasons)))
-            run.log(f"compiled: NOT compiled by any variant: {n.hunk.key}: {n.hunk.path} "
-                    f"line(s) {_line_ranges(n.lines)}{need}")
-        total = sum(1 for r in checked[0].results if r.hunk.lines)
-        if not never:
-            stage.cases.append(Case("every hunk compiled by some variant", PASSED,
-                                    message=f"{total} hunks in "
-                                            f"{', '.join(c.variant for c in checked)}"))
-        run.log(f"compiled: {total - len(never)} of {total} hunks compiled by at least one "
-                f"variant ({', '.join(c.variant for c in checked)})")
-        summary["hunks"] = total
-        summary["never_compiled"] = [{"patch": n.hunk.patch, "file": n.hunk.path,
-                                      "hunk": n.hunk.header, "lines": _line_ranges(n.lines),
-                                      "options": list(n.options)} for n in never]
-    run.report.suites.append(stage)
-    run.report.compiled = summary
+        return
+    source = run.series.source if run.series is not None else None
+    try:
+        accepted, accepted_path = load_accepted(source if source and source.is_dir() else None)
+    except BadInput as exc:
+        stage.cases.append(Case(ACCEPTED_FILE, FAILED, message=exc.message))
+        run.log(f"compiled: {exc.message}")
+        accepted, accepted_path = [], ""
+    never = never_compiled(checked)
+    used: set[Accepted] = set()
+    names = ", ".join(c.variant for c in checked)
+    failed = []
+    for n in never:
+        need = f"; would need {' or '.join(n.options)}" if n.options else ""
+        what = f"{n.hunk.path} line(s) {_line_ranges(n.lines)}{need}"
+        ok = next((a for a in accepted if a.file == n.hunk.path and a.option in n.options),
+                  None)
+        if ok is not None:
+            used.add(ok)
+            stage.cases.append(Case(n.hunk.key, SKIPPED, classname=SUITE,
+                                    message=f"compiled by no variant ({names}): {what}; "
+                                            f"accepted in {accepted_path}: {ok.reason}",
+                                    details="\n".join(n.reasons)))
+            run.log(f"compiled: not compiled by any variant, accepted: {n.hunk.key}: {what}")
+            continue
+        failed.append(n)
+        stage.cases.append(Case(
+            n.hunk.key, FAILED, classname=SUITE,
+            message=f"compiled by no variant ({names}): {what}",
+            details="\n".join(n.reasons)))
+        run.log(f"compiled: NOT compiled by any variant: {n.hunk.key}: {what}")
+    stale = [a for a in accepted if a not in used]
+    for a in stale:
+        run.log(f"compiled: {accepted_path}: {a.file} {a.option} matched no hunk this run "
+                f"left uncompiled: remove it?")
+    total = sum(1 for r in checked[0].results if r.hunk.lines)
+    if not never:
+        stage.cases.append(Case("every hunk compiled by some variant", PASSED,
+                                message=f"{total} hunks in {names}"))
+    run.log(f"compiled: {total - len(never)} of {total} hunks compiled by at least one "
+            f"variant ({names})" + (f", {len(never) - len(failed)} accepted as not compiled"
+                                    if len(never) > len(failed) else ""))
+    summary["hunks"] = total
+    summary["never_compiled"] = [
+        {"patch": n.hunk.patch, "file": n.hunk.path, "hunk": n.hunk.header,
+         "lines": _line_ranges(n.lines), "options": list(n.options),
+         "accepted": n not in failed} for n in never]
+    if stale:
+        summary["accepted_unused"] = [f"{a.file} {a.option}" for a in stale]

@@ -110,6 +110,13 @@ def test_a_hunk_applied_at_an_offset_is_found(tmp_path):
     assert [h.lines for h in hunks] == [(5,), (10,)]
 
 
+def test_a_plain_diff_of_two_files():
+    files = compiled.parse_patch("--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n+b\n"
+                                 "--- /dev/null\n+++ b/y.h\n@@ -0,0 +1,2 @@\n+c\n+d\n")
+    assert [(f.old_path, f.new_path, [h.header for h in f.hunks]) for f in files] == [
+        ("x.c", "x.c", ["@@ -1,1 +1,1 @@"]), (None, "y.h", ["@@ -0,0 +1,2 @@"])]
+
+
 def test_map_line_through_a_hunk():
     raw = compiled.parse_patch(patch_of(textwrap.dedent("""\
         --- a/x.c
@@ -164,7 +171,8 @@ def test_visible_lines_follow_the_markers():
                                    "/src/kernel/foo.h": "kernel/foo.h"})
     # line 1 is the #include (the marker returning with flag 2), 3 the code, 12 and 14 the
     # call; 5-10 (the #ifdef CONFIG_FOO block) never appear
-    assert seen == {"kernel/foo.c": {1, 3, 12, 14}, "kernel/foo.h": {1}}
+    # (0: the file was read at all)
+    assert seen == {"kernel/foo.c": {0, 1, 3, 12, 14}, "kernel/foo.h": {0, 1}}
 
 
 def test_lines_inside_an_ifdef_that_is_off_are_dead_with_the_option():
@@ -247,7 +255,7 @@ def test_object_options_from_the_makefile(tmp_path):
     assert compiled.object_options(tmp_path, "kernel/none.o") == ([], "")
 
 
-# --- a whole (tiny) build folder, compiled by the host's gcc ----------------------------------------
+# --- a whole (tiny) build folder, compiled by the host's gcc ------------------------------------
 
 def fake_build(tmp_path: Path, defines: list[str], objects: tuple[str, ...] = ("foo",),
                build_name: str = "build") -> tuple[Path, Path]:
@@ -332,7 +340,7 @@ def test_the_same_hunks_compiled_with_the_option_on(tmp_path):
 def run_of(*checks: compiled.VariantCheck) -> types.SimpleNamespace:
     lines: list[str] = []
     return types.SimpleNamespace(compiled={c.variant: c for c in checks}, report=RunReport(),
-                                 log=lines.append, lines=lines)
+                                 log=lines.append, lines=lines, series=None)
 
 
 @needs_gcc
@@ -350,7 +358,7 @@ def test_report_fails_a_hunk_no_variant_compiled(tmp_path):
     # Only bar.c is compiled by neither variant: the CONFIG_FOO hunks are by patched-debug.
     assert [(c.status, c.name) for c in stage.cases] == [
         (FAILED, "0002-h.patch kernel/bar.c @@ -1,1 +1,1 @@")]
-    assert "enable CONFIG_BAR" in stage.cases[0].message
+    assert "would need CONFIG_BAR" in stage.cases[0].message
     assert "patched: kernel/bar.o not built" in stage.cases[0].details
     assert run.report.exit_code() == 1
     assert any("NOT compiled by any variant" in line for line in run.lines)
@@ -358,7 +366,7 @@ def test_report_fails_a_hunk_no_variant_compiled(tmp_path):
     assert '<testsuite name="series.compiled" tests="1" failures="1"' in xml
     assert summary(run.report)["compiled"]["never_compiled"] == [
         {"patch": "0002-h.patch", "file": "kernel/bar.c", "hunk": "@@ -1,1 +1,1 @@",
-         "lines": "1", "options": ["CONFIG_BAR"]}]
+         "lines": "1", "options": ["CONFIG_BAR"], "accepted": False}]
 
     only_off = run_of(off)
     compiled.report(only_off)   # type: ignore[arg-type]
@@ -409,10 +417,16 @@ def test_real_patched_build_compiles_every_hunk_and_a_planted_one_is_caught(tmp_
     t0 = time.monotonic()
     hunks = compiled.series_hunks(series.patches, src)
     check = compiled.check_build(hunks, src, build, "patched")
-    assert check.checked and check.results
-    assert all(r.ok for r in check.results), [r.hunk.key + ": " + r.reason
-                                              for r in check.results if not r.ok]
+    assert check.checked and len(check.results) == 40
     assert time.monotonic() - t0 < 60
+    # Every hunk compiled but the !CONFIG_KERNFS stubs, which the series accepts.
+    [stub] = [r for r in check.results if not r.ok]
+    assert stub.hunk.path == "include/linux/kernfs.h" and stub.options == ("CONFIG_KERNFS=n",)
+    real = run_of(check)
+    real.series = series
+    compiled.report(real)       # type: ignore[arg-type]
+    assert [c.status for c in real.report.suites[0].cases] == [SKIPPED]
+    assert real.report.exit_code() == 0
     # A hunk planted inside `#ifdef CONFIG_KPROBES` (off in this tinyconfig-based config),
     # in a copy of the file, so neither the worktree nor the build folder is touched.
     copy = tmp_path / "src"
@@ -440,7 +454,7 @@ def test_real_patched_build_compiles_every_hunk_and_a_planted_one_is_caught(tmp_
     run = run_of(planted_check)
     compiled.report(run)        # type: ignore[arg-type]
     [case] = run.report.suites[0].cases
-    assert case.status == FAILED and "enable CONFIG_KPROBES" in case.message
+    assert case.status == FAILED and "would need CONFIG_KPROBES" in case.message
 
 
 def test_e2e_helper_needs_no_build(monkeypatch, tmp_path):
@@ -457,3 +471,52 @@ def test_preprocessing_that_fails_is_an_error_naming_the_object(tmp_path):
     hunks = compiled.series_hunks([patch_of(FOO_DIFF)], src)
     with pytest.raises(compiled.PreprocessFailed, match="preprocessing kernel/foo.o failed"):
         compiled.check_build(hunks, src, build, "patched")
+
+
+@needs_gcc
+def test_a_hunk_only_an_option_off_compiles_can_be_accepted_by_the_series(tmp_path):
+    src, build = fake_build(tmp_path, ["-DCONFIG_FOO"], objects=("foo", "bar"))
+    (src / "kernel" / "foo.h").write_text(
+        "#ifdef CONFIG_FOO\nint foo_on(void);\n#else\nstatic inline int foo_on(void) "
+        "{ return 0; }\n#endif\n")
+    diff = ("--- a/kernel/foo.h\n+++ b/kernel/foo.h\n@@ -3,2 +3,3 @@\n #else\n"
+            "+static inline int foo_on(void) { return 0; }\n #endif\n")
+    hunks = compiled.series_hunks([patch_of(diff)], src)
+    check = compiled.check_build(hunks, src, build, "patched")
+    assert check.results[0].options == ("CONFIG_FOO=n",)
+    assert "`#else` of `#ifdef CONFIG_FOO` (line 3)" in check.results[0].reason
+    folder = tmp_path / "series"
+    folder.mkdir()
+    run = run_of(check)
+    run.series = types.SimpleNamespace(source=folder)
+    compiled.report(run)        # type: ignore[arg-type]
+    assert [c.status for c in run.report.suites[0].cases] == [FAILED]
+    for other in ("- file: kernel/foo.h\n  option: CONFIG_FOO\n  reason: not this one\n",
+                  "- file: kernel/bar.h\n  option: CONFIG_FOO=n\n  reason: not this one\n"):
+        (folder / "not-compiled.yaml").write_text(other)
+        run = run_of(check)
+        run.series = types.SimpleNamespace(source=folder)
+        compiled.report(run)    # type: ignore[arg-type]
+        assert [c.status for c in run.report.suites[0].cases] == [FAILED], other
+
+    (folder / "not-compiled.yaml").write_text(
+        "- file: kernel/foo.h\n  option: CONFIG_FOO=n\n  reason: >\n    the stub for\n"
+        "    FOO=n\n- file: kernel/other.h\n  option: CONFIG_X\n  reason: gone\n")
+    run = run_of(check)
+    run.series = types.SimpleNamespace(source=folder)
+    compiled.report(run)        # type: ignore[arg-type]
+    [case] = run.report.suites[0].cases
+    assert case.status == SKIPPED and case.message.endswith(
+        f"accepted in {folder / 'not-compiled.yaml'}: the stub for FOO=n")
+    assert run.report.exit_code() == 0
+    assert any("kernel/other.h CONFIG_X matched no hunk" in line for line in run.lines)
+    assert run.report.compiled["accepted_unused"] == ["kernel/other.h CONFIG_X"]
+
+    (folder / "not-compiled.yaml").write_text("- file: kernel/foo.h\n  option: CONFIG_FOO=n\n")
+    run = run_of(check)
+    run.series = types.SimpleNamespace(source=folder)
+    compiled.report(run)        # type: ignore[arg-type]
+    statuses = [(c.name, c.status) for c in run.report.suites[0].cases]
+    assert statuses[0] == ("not-compiled.yaml", FAILED) and statuses[1][1] == FAILED
+    assert "entry 1: needs exactly file, option and reason" in \
+        run.report.suites[0].cases[0].message
