@@ -5,6 +5,7 @@ seconds."""
 import hashlib
 import json
 import os
+import shutil
 import signal
 import threading
 import types
@@ -535,3 +536,30 @@ def test_a_run_clears_the_previous_results_but_not_the_users_files(project, fake
     assert (out / "baseline" / "my-notes.txt").read_text() == "mine"
     assert (out / "baseline" / "added-later.txt").read_text() == "also mine"
     assert (out / "README.txt").read_text() == "mine too"
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_a_hunk_no_variant_compiled_fails_the_run(project, fake_boot, monkeypatch):
+    """The compiled stage and report through the runner: the fake Kbuild gets a real .cmd
+    record for kernel/fork.o only, so the series' new kernel/pool.c was never compiled."""
+    from pipeline import compiled
+    real = compiled.check_build
+
+    def with_kbuild_records(hunks, src, build_dir, variant, log=None, timeout=60.0):
+        fork = Path(os.path.realpath(src)) / "kernel" / "fork.c"
+        (build_dir / "kernel").mkdir(parents=True, exist_ok=True)
+        (build_dir / "kernel" / ".fork.o.cmd").write_text(
+            f"cmd_kernel/fork.o := gcc -c -o kernel/fork.o {fork}\n\n"
+            f"source_kernel/fork.o := {fork}\n")
+        return real(hunks, src, build_dir, variant, log, timeout)
+
+    monkeypatch.setattr(compiled, "check_build", with_kbuild_records)
+    code, summary, doc = run(project, "--variant", "patched")
+    assert code == 1 and summary["exit_code"] == 1
+    found = suites(doc)
+    assert found["patched.compiled"] == "skipped" and found["series.compiled"] == "failure"
+    assert found["patched.guest"] == "passed"
+    [never] = summary["compiled"]["never_compiled"]
+    assert never["file"] == "kernel/pool.c" and never["patch"].startswith("0002-")
+    fork_case = doc.xpath("//testsuite[@name='patched.compiled']/testcase")[0]
+    assert fork_case.get("name").startswith("0001-") and fork_case.find("skipped") is None
