@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import proc, safeyaml
 from .build import build_dir_of
+from .diffs import hunk_header
 from .errors import BadInput, StageFailed
 from .results import FAILED, PASSED, SKIPPED, Case, Stage
 from .series import Patch
@@ -52,7 +53,6 @@ PREPROCESS_TIMEOUT = 300.0     # one file: ~1 s on a 2-core machine; a hung comp
 MAX_HEADER_USERS = 3           # objects tried per header until all its hunks are seen compiled
 C_SUFFIXES = (".c", ".h")
 
-_HUNK_RE = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)$")
 _MARKER_RE = re.compile(r'^# (\d+) "((?:[^"\\]|\\.)*)"((?: \d+)*)$')
 _DIRECTIVE_RE = re.compile(r"^\s*#\s*([a-z_]+)\b(.*)$")
 _CONFIG_RE = re.compile(r"\bCONFIG_[A-Za-z0-9_]+\b")
@@ -128,9 +128,8 @@ def parse_patch(text: str) -> list[_FileDiff]:
             old = _diff_path(line[4:])
             new = _diff_path(lines[i + 1][4:])
             i += 1
-        elif started and (m := _HUNK_RE.match(line)):
-            a, b = int(m.group(1)), 1 if m.group(2) is None else int(m.group(2))
-            c, d = int(m.group(3)), 1 if m.group(4) is None else int(m.group(4))
+        elif started and (hh := hunk_header(line)):
+            a, b, c, d = hh.old_start, hh.old_len, hh.new_start, hh.new_len
             body: list[str] = []
             olds, news = b, d
             i += 1
@@ -150,7 +149,7 @@ def parse_patch(text: str) -> list[_FileDiff]:
                     row = " " + row[1:]
                 body.append(row)
                 i += 1
-            header = f"@@ -{a},{b} +{c},{d} @@" + (f" {m.group(5)}" if m.group(5) else "")
+            header = f"@@ -{a},{b} +{c},{d} @@" + (f" {hh.context}" if hh.context else "")
             hunks.append(_RawHunk(a, b, c, d, tuple(body), header))
             continue
         i += 1

@@ -201,7 +201,7 @@ def test_splat_in_a_passing_test_fails_it(fake, tmp_path, monkeypatch):
 
 def test_silent_guest_hits_the_boot_timeout(fake, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_QEMU_MODE", "silent")
-    result = run(fake, tmp_path, [FAULTS / "test_hang.py"], boot_timeout=1.0)
+    result = run(fake, tmp_path, [FAULTS / "test_hang.py"], boot_timeout=3.0)  # see below
     assert not result.booted and result.failure.startswith("boot timeout")
     assert [t.outcome for t in result.tests] == ["error"] * 3
     assert_gone(fake[1])
@@ -210,14 +210,16 @@ def test_silent_guest_hits_the_boot_timeout(fake, tmp_path, monkeypatch):
 def test_qemu_ignoring_sigterm_is_killed(fake, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_QEMU_MODE", "silent")
     monkeypatch.setenv("FAKE_QEMU_STUBBORN", "1")
-    result = run(fake, tmp_path, [BASIC], boot_timeout=0.5)
+    # 3 s: on a loaded 2-core host (load 10) the fake's python took longer than 0.5-1 s to
+    # start, and was killed before it could write its pid file
+    result = run(fake, tmp_path, [BASIC], boot_timeout=3.0)
     assert result.failure.startswith("boot timeout")
     assert_gone(fake[1])
 
 
 def test_total_timeout(fake, tmp_path, monkeypatch):
     replay(monkeypatch, "b61-hang-test-timeout", "replay-then-hang")
-    result = run(fake, tmp_path, [FAULTS / "test_hang.py"], total_timeout=1.0)
+    result = run(fake, tmp_path, [FAULTS / "test_hang.py"], total_timeout=3.0)
     assert result.failure.startswith("session timeout")
     assert_gone(fake[1])
 

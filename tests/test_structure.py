@@ -71,8 +71,8 @@ def test_the_guest_side_does_not_import_the_host_package():
 
 def test_stage_list_order_and_needs():
     names = [s.name for s in stages.STAGES]
-    assert names == ["apply", "configure", "build", "boot", "guest", "kselftest-build",
-                     "kselftest-run"]
+    assert names == ["apply", "configure", "build", "compiled", "boot", "guest",
+                     "kselftest-build", "kselftest-run"]
     made: set[str] = {"src"}          # a baseline variant's sources are the tree itself
     for spec in stages.STAGES:        # every stage needs only what an earlier stage makes
         assert set(spec.needs) <= made, spec.name
