@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .boot import settings_for
-from .context import VariantContext
+from .context import GuestSession, VariantContext
 from .results import ERROR, FAILED, PASSED, SKIPPED, Case
 
 OUTCOMES = {"passed": PASSED, "failed": FAILED, "skipped": SKIPPED}
@@ -56,6 +56,8 @@ def guest_stage(ctx: VariantContext) -> list[Case]:
     """A case per guest test of the boot stage's session, classname
     <variant>.guest.<module path> (<variant>: the name of the variant's report)."""
     assert ctx.boot is not None
+    ctx.run.guest_sessions[ctx.report.name] = GuestSession(
+        ctx.out / "guest", ctx.boot.completed, ctx.boot.failure)
     cases = []
     for test in ctx.boot.tests:
         module, _, name = test.nodeid.partition("::")

@@ -48,6 +48,15 @@ class KselftestRuns:
     comparisons: dict[str, Comparison] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class GuestSession:
+    """What the run-level reports need of a variant's guest session (pipeline.lockdep)."""
+
+    share: Path                   # OUT/<variant>/guest: the guest's writable share
+    completed: bool
+    failure: str
+
+
 @dataclass
 class RunContext:
     """One `pipeline run` (or the build of one variant for shell/exec/bench)."""
@@ -66,6 +75,7 @@ class RunContext:
     kselftest: KselftestRuns = field(default_factory=KselftestRuns)
     compiled: dict[str, VariantCheck] = field(default_factory=dict)  # per variant: what
     #                                                  of the series it compiled (compiled.py)
+    guest_sessions: dict[str, GuestSession] = field(default_factory=dict)  # by variant
 
 
 @dataclass

@@ -156,7 +156,7 @@ def parse_marker(line: str) -> Event | None:
     return _checked(_loads(m.group(1)))
 
 
-def _read_untrusted(path: Path, limit: int) -> bytes | None:
+def read_untrusted(path: Path, limit: int) -> bytes | None:
     """At most `limit` bytes of the regular file `path`, never following a symlink (the guest
     may have made results.jsonl a link to a host file); None when it is not there or not a
     regular file."""
@@ -183,7 +183,7 @@ def read_results(path: Path) -> list[Event]:
     """Events of the results file; a torn line (guest died mid-write), an oversized or
     malformed line is dropped, a malformed result fails only its test (see _checked). The
     file is read up to MAX_RESULTS_BYTES and never through a symlink."""
-    data = _read_untrusted(path, MAX_RESULTS_BYTES)
+    data = read_untrusted(path, MAX_RESULTS_BYTES)
     if data is None:
         return []
     events = []

@@ -156,6 +156,8 @@ def summary(report: RunReport) -> dict[str, Any]:
         data["kselftest"] = report.kselftest
     if report.compiled:
         data["compiled"] = report.compiled
+    if report.lockdep:
+        data["lockdep"] = report.lockdep
     return data
 
 

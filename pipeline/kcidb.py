@@ -82,7 +82,8 @@ BENCH_FILES = ("bench.json", "bench/bench.json")   # looked for in the results f
 BUILD_LOG, CONFIG = "build.log", "config"
 BUILD_OUTPUTS = ("bzImage", "configure.log")
 STAGE_LOGS = {"boot": "console.log", GUEST_STAGE: "console.log",
-              KSELFTEST_STAGE: "kselftest/console.log", "kselftest-run": "kselftest/console.log"}
+              KSELFTEST_STAGE: "kselftest/console.log", "kselftest-run": "kselftest/console.log",
+              "lockdep": "lockdep-new.md"}
 
 EXCERPT_MAX = 16384               # KCIDB log_excerpt maxLength
 _PART_BAD = re.compile(r"[^A-Za-z0-9_-]+")

@@ -50,12 +50,13 @@ class VariantReport:
 
     def exit_code(self) -> int:
         """3 when a stage before the guest tests failed (or the run stopped), 1 when a guest
-        test failed, 0 otherwise."""
+        test failed or the lockdep report found a new dependency between watched lock
+        classes (pipeline.lockdep), 0 otherwise."""
         code = EXIT_OK
         for stage in self.stages:
             if stage.name == "kselftest":
                 continue  # judged baseline vs patched: RunReport.kselftest_regressions
-            if stage.name == "guest":
+            if stage.name in ("guest", "lockdep"):
                 if stage.status in (FAILED, ERROR):
                     code = max(code, EXIT_TEST_FAILED)
             elif stage.status in (FAILED, ERROR):
@@ -71,6 +72,7 @@ class RunReport:
     duration: float = 0.0
     kselftest_regressions: int = 0   # subtests that pass on baseline and fail on patched
     kselftest: dict[str, Any] = field(default_factory=dict)   # summary.json "kselftest": verdicts, counts
+    lockdep: dict[str, Any] = field(default_factory=dict)     # summary.json "lockdep": per variant
     internal_error: str = ""      # a bug of the pipeline: exit 4 (EXIT_INTERNAL)
     started: float = 0.0          # wall clock (time.time()) when the run began; 0.0: unknown
     suites: list[Stage] = field(default_factory=list)   # run-level suites (series.compiled)

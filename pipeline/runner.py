@@ -16,7 +16,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import compiled, kcidb, outdir, ready, stages
+from . import compiled, kcidb, lockdep, outdir, ready, stages
 from . import series as series_mod
 from .apply import worktree_key
 from .boot import BootBackend, BootSettings, QemuBoot, settings_for
@@ -198,6 +198,7 @@ def _finish(run: RunContext, start: float) -> int:
         run.report.internal_error = run.report.internal_error or f"compiled report: {message}"
         run.report.suites.append(Stage(compiled.SUITE, [Case(
             "compiled report", ERROR, message=message, details=detail)]))
+    lockdep.report(run)   # its own bugs become an error case of its stage
     _write_reports(run, start)
     code = run.report.exit_code()
     for vr in run.report.variants:

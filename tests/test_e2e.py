@@ -27,6 +27,7 @@ POOL_MODULES = ("test_pool_size", "test_pool_rename", "test_pool_fallback", "tes
                 "test_pool_locking", "test_pool_identity", "test_pool_parent", "test_pool_stress",
                 "test_pool_label")
 PATCHED = ("patched", "patched-debug", "patched-kasan")
+KERNELS = ("baseline", "baseline-debug", *PATCHED)   # every variant of the default job
 PLANTED = Path(__file__).parent / "fixtures" / "planted" / "0003-cgroup-planted-regression.patch"
 
 
@@ -62,8 +63,8 @@ def pool_cases(doc: etree._ElementTree, variant: str) -> list[etree._Element]:
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
-    """`pipeline run` with no job: baseline, patched, patched-debug, patched-kasan 6.1,
-    kselftests."""
+    """`pipeline run` with no job: baseline, patched, patched-debug, baseline-debug,
+    patched-kasan 6.1, kselftests, the lockdep report."""
     out = tmp_path_factory.mktemp("default-run")
     done = pipeline_run(out)
     doc, summary = load(out)
@@ -73,7 +74,7 @@ def default_run(tmp_path_factory):
 def test_default_job_passes_every_stage(default_run):
     done, doc, summary, out = default_run
     suites = [s.get("name") for s in doc.getroot().iter("testsuite")]
-    for variant in ("baseline", *PATCHED):
+    for variant in KERNELS:
         for stage in ("configure", "build", "boot", "guest"):
             assert f"{variant}.{stage}" in suites
             for case in cases(doc, f"{variant}.{stage}"):
@@ -84,7 +85,7 @@ def test_default_job_passes_every_stage(default_run):
     props = {p.get("name"): p.get("value")
              for p in doc.xpath("//testsuite[@name='patched.boot']/properties/property")}
     assert props["tree_version"].startswith("6.1.") and props["accel"] in ("kvm", "tcg")
-    for variant in ("baseline", *PATCHED):
+    for variant in KERNELS:
         assert (out / variant / "console.log").stat().st_size > 0
 
 
@@ -107,9 +108,20 @@ def test_pool_tests_pass_on_the_patched_kernels(default_run, variant):
 
 
 def test_debug_kernel_really_has_lockdep(default_run):
-    _done, _doc, _summary, out = default_run
-    assert "CONFIG_PROVE_LOCKING=y" in (out / "patched-debug" / "config").read_text()
-    assert "lockdep" in (out / "patched-debug" / "console.log").read_text().lower()
+    _done, doc, summary, out = default_run
+    for variant in ("patched-debug", "baseline-debug"):
+        assert "CONFIG_PROVE_LOCKING=y" in (out / variant / "config").read_text()
+        assert "lockdep" in (out / variant / "console.log").read_text().lower()
+        manifest = json.loads((out / variant / "guest" / "lockdep" / "manifest.json").read_text())
+        assert not manifest["lockdep"]["truncated"] and manifest["lockdep_chains"]["bytes"] > 0
+    # The lockdep report compared them: the series' own lock classes are new, and nothing
+    # new between watched classes that pipeline/data/lockdep-watch.yaml does not accept.
+    report = cases(doc, "patched-debug.lockdep")
+    assert [outcome(c) for c in report] == ["passed", "passed"]
+    entry = summary["lockdep"]["patched-debug"]
+    assert entry["baseline"] == "baseline-debug" and entry["watched_new_edges"] == 0
+    new = (out / "patched-debug" / "lockdep-new.md").read_text()
+    assert "`&pool->lock`" in new and "`&pool->mutex`" in new
 
 
 def test_kasan_kernel_really_has_kasan(default_run):
@@ -145,7 +157,7 @@ def test_default_run_writes_a_valid_kcidb_json(default_run):
     data = json.loads((out / "kcidb.json").read_text())
     V5_3.validate_exactly(data)   # kcidb-io's KCIDB v5.3 schema
     builds = {b["config_name"]: b for b in data["builds"]}
-    assert set(builds) == {"baseline", *PATCHED}
+    assert set(builds) == set(KERNELS)
     assert {b["status"] for b in builds.values()} == {"PASS"}
     assert {t["build_id"] for t in data["tests"]} == {b["id"] for b in builds.values()}
 

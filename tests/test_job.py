@@ -38,11 +38,14 @@ def test_default_job_loads_and_resolves_against_project_root():
     assert job.series == "cgroup-pool"
     assert job.kconfig[0] == PROJECT_ROOT / "kconfigs" / "virtme-guest.config"
     assert [v.name for v in job.variants] == ["baseline", "patched", "patched-debug",
-                                             "patched-kasan", "patched-kcsan"]
+                                             "baseline-debug", "patched-kasan",
+                                             "patched-kcsan"]
     assert [v.name for v in job.variants if v.optional] == ["patched-kcsan"]
     assert job.variants[0].series is False
     assert job.variants[2].timeout_scale == 4
-    assert job.variants[3].kernel_args == ["acpi=noirq", "pool_fill_size=1024"] and job.variants[2].kernel_args == []
+    assert job.variants[3].series is False   # baseline-debug: patched-debug's lockdep baseline
+    assert job.variants[3].kconfig_extra == job.variants[2].kconfig_extra
+    assert job.variants[4].kernel_args == ["acpi=noirq", "pool_fill_size=1024"] and job.variants[2].kernel_args == []
     assert job.variants[2].kconfig_extra == [PROJECT_ROOT / "kconfigs" / "debug.config"]
 
 
@@ -190,7 +193,7 @@ def test_optional_variants_run_only_when_named(tmp_path):
     job = load_job()
     plain = apply_overrides(job, Overrides())
     assert [v.name for v in plain.variants] == ["baseline", "patched", "patched-debug",
-                                               "patched-kasan"]
+                                               "baseline-debug", "patched-kasan"]
     kcsan = apply_overrides(job, Overrides(variants=["patched", "patched-kcsan"]))
     assert [v.name for v in kcsan.variants] == ["patched", "patched-kcsan"]
     assert kcsan.variants[1].kconfig_extra == [PROJECT_ROOT / "kconfigs" / "kcsan.config"]

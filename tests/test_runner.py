@@ -563,3 +563,88 @@ def test_a_hunk_no_variant_compiled_fails_the_run(project, fake_boot, monkeypatc
     assert never["file"] == "kernel/pool.c" and never["patch"].startswith("0002-")
     fork_case = doc.xpath("//testsuite[@name='patched.compiled']/testcase")[0]
     assert fork_case.get("name").startswith("0001-") and fork_case.find("skipped") is None
+
+
+# --- the lockdep report (pipeline.lockdep): patched vs baseline lockdep kernels ----------------
+
+class LockdepBoot(FakeBoot):
+    """A passing session that leaves the lockdep files the guest init copies, per variant
+    (`dumps`: variant name -> (lockdep, lockdep_chains) texts; absent: no files)."""
+
+    def __init__(self, dumps: dict[str, tuple[str, str]]) -> None:
+        super().__init__()
+        self.dumps = dumps
+
+    def run_guest(self, kernel, test_paths, out_dir, settings, python, log=print):
+        texts = self.dumps.get(out_dir.name)
+        if texts is not None:
+            folder = out_dir / "guest" / "lockdep"
+            folder.mkdir(parents=True)
+            for name, text in zip(("lockdep", "lockdep_chains"), texts):
+                (folder / name).write_text(text)
+            (folder / "manifest.json").write_text(json.dumps(
+                {n: {"bytes": len(t), "truncated": False}
+                 for n, t in zip(("lockdep", "lockdep_chains"), texts)}))
+        return super().run_guest(kernel, test_paths, out_dir, settings, python, log)
+
+
+@pytest.fixture
+def lockdep_project(project, monkeypatch):
+    """The project with a lockdep `debug` variant and its `baseline-debug` counterpart."""
+    from test_lockdep import BASE_CHAINS, BASE_LOCKDEP, PATCHED_CHAINS, PATCHED_LOCKDEP
+    (project / "debug.config").write_text("CONFIG_NR_CPUS=4\nCONFIG_PROVE_LOCKING=y\n")
+    job = project / "job.yaml"
+    job.write_text(job.read_text().replace("timeouts:", """\
+  - name: baseline-debug
+    series: false
+    kconfig_extra: [debug.config]
+    timeout_scale: 4
+timeouts:"""))
+    fake = LockdepBoot({"baseline-debug": (BASE_LOCKDEP, BASE_CHAINS),
+                        "debug": (PATCHED_LOCKDEP, PATCHED_CHAINS)})
+    monkeypatch.setattr(runner, "default_backend", lambda: fake)
+    return project, fake
+
+
+def test_lockdep_report_fails_a_new_watched_dependency(lockdep_project):
+    project, _ = lockdep_project
+    code, summary, doc = run(project)
+    assert code == 1, summary              # a test failure, not a stage failure (3)
+    found = suites(doc)
+    assert found["debug.lockdep"] == "failure"
+    assert "patched.lockdep" not in found and "baseline-debug.lockdep" not in found
+    entry = summary["lockdep"]["debug"]
+    assert entry["baseline"] == "baseline-debug" and entry["new_edges"] == 4
+    assert "cgroup_mutex -> &pool->lock" in entry["watched"]
+    assert "| `cgroup_mutex` | `&pool->lock` | **watched** |" in (
+        project / "out" / "debug" / "lockdep-new.md").read_text()
+
+
+def test_lockdep_report_without_the_baseline_variant_is_skipped(lockdep_project):
+    project, _ = lockdep_project
+    code, summary, doc = run(project, "--variant", "debug")
+    assert code == 0, summary
+    case = doc.xpath("//testsuite[@name='debug.lockdep']/testcase/skipped")[0]
+    assert "add --variant baseline-debug" in case.get("message")
+
+
+def test_lockdep_report_with_a_missing_dump_is_skipped_not_passed(lockdep_project):
+    project, fake = lockdep_project
+    del fake.dumps["baseline-debug"]
+    code, summary, doc = run(project)
+    assert code == 0, summary
+    case = doc.xpath("//testsuite[@name='debug.lockdep']/testcase/skipped")[0]
+    assert case.get("message").startswith("baseline-debug: no /proc/lockdep dump")
+    assert summary["lockdep"]["debug"]["status"] == "skipped"
+
+
+def test_a_bug_in_the_lockdep_report_is_exit_4_with_junit(lockdep_project, monkeypatch):
+    project, _ = lockdep_project
+    from pipeline import lockdep
+
+    def broken(*args):
+        raise RuntimeError("bug in compare")
+    monkeypatch.setattr(lockdep, "compare", broken)
+    code, _, doc = run(project)
+    assert code == 4
+    assert doc.xpath("//testsuite[@name='debug.lockdep']/testcase/error")

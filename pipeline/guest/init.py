@@ -9,8 +9,9 @@ With the host's / as a read-only 9p root, it mounts what the tests need (proc, s
 devtmpfs, tmpfs on /run /dev/shm /sys/fs/cgroup and on /tmp unless the project lives
 there (a CI clone under /tmp: then TMPDIR is /run/tmp), the writable `out` share), reads the
 host's request from the share, says "ready" (the host's boot timeout ends there), runs
-pytest with the guest plugin, says "done", syncs and reboots (QEMU runs with -no-reboot, so
-that ends it). The protocol is described in docs/guest-protocol.md.
+pytest with the guest plugin, copies the lockdep files of /proc (a lockdep kernel's lock
+classes and dependency chains, for the host's baseline/patched comparison) into the share,
+says "done", syncs and reboots (QEMU runs with -no-reboot, so that ends it). The protocol is described in docs/guest-protocol.md.
 
 The kernel command line word `pipeline.mode=` chooses what runs after the mounts:
 `tests` (the default: pytest as above), `exec` (the one command of the request, its stdout
@@ -38,6 +39,10 @@ RB_AUTOBOOT = 0x01234567
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 EBUSY = 16
 MODES = ("tests", "exec", "shell")
+# /proc files a lockdep kernel (CONFIG_PROVE_LOCKING) has, copied to OUT/lockdep/ after the
+# tests; each at most LOCKDEP_MAX bytes (a few hundred KB is usual, 8 MiB is far beyond it).
+LOCKDEP_FILES = ("lockdep", "lockdep_chains", "lockdep_stats")
+LOCKDEP_MAX = 8 << 20
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -252,6 +257,35 @@ def run_tests(request: dict[str, Any], tmp: str) -> int:
                                stdout=log, stderr=subprocess.STDOUT)
 
 
+def copy_lockdep(proc: str = "/proc", out: str = OUT,
+                 limit: int = LOCKDEP_MAX) -> dict[str, Any]:
+    """Copy the lockdep files of `proc` into `out`/lockdep/ (each cut at `limit` bytes) and
+    write `out`/lockdep/manifest.json: {name: {"bytes": N, "truncated": bool}} for each file
+    copied, {name: {"error": "..."}} for one that could not be read. Nothing when the kernel
+    has no /proc/lockdep. Never raises: a failed copy must not cost the session."""
+    manifest: dict[str, Any] = {}
+    try:
+        if not os.path.exists(f"{proc}/lockdep"):
+            return manifest
+        folder = f"{out}/lockdep"
+        os.makedirs(folder, exist_ok=True)
+        for name in LOCKDEP_FILES:
+            try:
+                with open(f"{proc}/{name}", "rb") as src:
+                    data = src.read(limit + 1)
+                with open(f"{folder}/{name}", "wb") as dst:
+                    dst.write(data[:limit])
+                manifest[name] = {"bytes": min(len(data), limit),
+                                  "truncated": len(data) > limit}
+            except OSError as exc:
+                manifest[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        with open(f"{folder}/manifest.json", "w") as f:
+            json.dump(manifest, f)
+    except Exception:  # noqa: BLE001 - the report is a bonus, the session is what counts
+        traceback.print_exc()
+    return manifest
+
+
 def main() -> None:
     try:
         setup()
@@ -267,6 +301,7 @@ def main() -> None:
             say("exit", console=False, status=run_shell(request, tmp))
         else:
             rc = run_tests(request, tmp)
+            copy_lockdep()
             say("done", exit=rc)
     except BaseException:  # noqa: BLE001 - PID 1 must report and power off, whatever happened
         traceback.print_exc()
