@@ -159,7 +159,8 @@ def test_init_copies_the_lockdep_files_with_a_manifest(init, tmp_path):
     (proc / "lockdep_chains").write_text(BASE_CHAINS)
     (proc / "lockdep_stats").write_text(STATS)
     manifest = init.copy_lockdep(str(proc), str(out))
-    assert manifest["lockdep"] == {"bytes": len(BASE_LOCKDEP), "truncated": False}
+    assert manifest["lockdep"]["bytes"] == len(BASE_LOCKDEP)
+    assert manifest["lockdep"]["truncated"] is False and manifest["lockdep"]["seconds"] >= 0
     assert (out / "lockdep" / "lockdep_chains").read_text() == BASE_CHAINS
     assert json.loads((out / "lockdep" / "manifest.json").read_text()) == manifest
     # and the host reads what the guest wrote
@@ -173,7 +174,7 @@ def test_init_cuts_a_big_file_and_says_so(init, tmp_path):
     (proc / "lockdep").write_text(BASE_LOCKDEP)
     (proc / "lockdep_chains").write_text(BASE_CHAINS)
     manifest = init.copy_lockdep(str(proc), str(out), limit=100)
-    assert manifest["lockdep"] == {"bytes": 100, "truncated": True}
+    assert manifest["lockdep"]["bytes"] == 100 and manifest["lockdep"]["truncated"] is True
     assert (out / "lockdep" / "lockdep").stat().st_size == 100
     assert "lockdep_stats" in manifest and "error" in manifest["lockdep_stats"]
     with pytest.raises(lockdep.Missing, match="cut at 100 bytes"):

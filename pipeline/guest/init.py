@@ -29,6 +29,7 @@ import struct
 import subprocess
 import sys
 import termios
+import time
 import traceback
 from typing import Any
 
@@ -260,9 +261,9 @@ def run_tests(request: dict[str, Any], tmp: str) -> int:
 def copy_lockdep(proc: str = "/proc", out: str = OUT,
                  limit: int = LOCKDEP_MAX) -> dict[str, Any]:
     """Copy the lockdep files of `proc` into `out`/lockdep/ (each cut at `limit` bytes) and
-    write `out`/lockdep/manifest.json: {name: {"bytes": N, "truncated": bool}} for each file
-    copied, {name: {"error": "..."}} for one that could not be read. Nothing when the kernel
-    has no /proc/lockdep. Never raises: a failed copy must not cost the session."""
+    write `out`/lockdep/manifest.json: {name: {"bytes": N, "truncated": bool, "seconds": S}}
+    for each file copied, {name: {"error": "..."}} for one that could not be read. Nothing
+    when the kernel has no /proc/lockdep. Never raises: a failed copy must not cost the session."""
     manifest: dict[str, Any] = {}
     try:
         if not os.path.exists(f"{proc}/lockdep"):
@@ -270,13 +271,15 @@ def copy_lockdep(proc: str = "/proc", out: str = OUT,
         folder = f"{out}/lockdep"
         os.makedirs(folder, exist_ok=True)
         for name in LOCKDEP_FILES:
+            start = time.monotonic()
             try:
                 with open(f"{proc}/{name}", "rb") as src:
                     data = src.read(limit + 1)
                 with open(f"{folder}/{name}", "wb") as dst:
                     dst.write(data[:limit])
                 manifest[name] = {"bytes": min(len(data), limit),
-                                  "truncated": len(data) > limit}
+                                  "truncated": len(data) > limit,
+                                  "seconds": round(time.monotonic() - start, 3)}
             except OSError as exc:
                 manifest[name] = {"error": f"{type(exc).__name__}: {exc}"}
         with open(f"{folder}/manifest.json", "w") as f:
