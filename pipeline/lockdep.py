@@ -10,8 +10,10 @@ timing-dependent path: a workqueue, reclaim, an interrupt that came at another m
 
 Normalisation, so that two boots (and two kernels) name the same lock the same way:
 
-- the keys (`%p`: hashed, or addresses with no_hash_pointers) and the counts (FD:, BD:,
-  OPS:, the usage characters) are dropped: they differ between boots;
+- the keys (`%p`: hashed, or addresses: the pipeline's `slub_debug=` turns hashing off) and
+  the counts (FD:, BD:, OPS:, the usage characters) are dropped: they differ between boots
+  and between kernels. The price: classes are told apart by name only, and names are not
+  unique (the series' `&pool->lock` and workqueue's worker_pool lock are one class here);
 - `#N` after a name is dropped: it is the class's name_version, the number of classes of the
   same name registered before it plus one, i.e. an order of first use (every kernfs file's
   `kn->active`, each filesystem type's `&type->i_mutex_dir_key`). The price: the classes of one
