@@ -75,6 +75,8 @@ GUEST_ROOTS = ("guest-tests",)    # leading folders of the guest test modules, l
 KSELFTEST_SUITE = "kselftest"
 BENCH_SUITE = "bench"
 BENCH_FORMAT = "pipeline-bench/1"
+# /2: the container-start benchmark (strategies, N curve, headline instead of claim)
+BENCH_FORMATS = (BENCH_FORMAT, "pipeline-bench/2")
 BENCH_UNIT = "ms"                 # every bench.json figure is in milliseconds
 BENCH_FILES = ("bench.json", "bench/bench.json")   # looked for in the results folder
 
@@ -465,8 +467,8 @@ def bench_tests(bench: dict[str, Any], build_ids: dict[str, str], source: Path |
     patched) is linked to the build of the variant of that name; labels without one, or whose
     guest kernel release does not start with `versions[label]`, are left out.
     ValueError if `bench` is not a pipeline-bench/1 report."""
-    if not isinstance(bench, dict) or bench.get("format") != BENCH_FORMAT:
-        raise ValueError(f"not a {BENCH_FORMAT} report: format "
+    if not isinstance(bench, dict) or bench.get("format") not in BENCH_FORMATS:
+        raise ValueError(f"not a {' or '.join(BENCH_FORMATS)} report: format "
                          f"{bench.get('format') if isinstance(bench, dict) else None!r}")
     versions = versions or {}
     usable: dict[str, str] = {}
@@ -505,6 +507,16 @@ def bench_tests(bench: dict[str, Any], build_ids: dict[str, str], source: Path |
                       "misc": {"reference": row["reference"], "subject_ms": row["subject_ms"],
                                "reference_ms": row["reference_ms"],
                                "separated": row["separated"], **where}})
+    for row in bench.get("headline", []) if patched else []:
+        if row.get("d_vs_best") is None:
+            continue
+        case = f"smp{row['smp']}_{row['parents']}_{'loaded' if row['load'] else 'idle'}"
+        path = join_path(BENCH_SUITE, "headline", f"{case}_n{row['n']}", "d_vs_best")
+        tests.append({"id": f"{patched}/{path}", "build_id": patched, "origin": ORIGIN,
+                      "path": path, "status": "DONE", "number": {"value": float(row["d_vs_best"])},
+                      "comment": _text(f"kernel pool p99 / best of favordynmods and the "
+                                       f"user-space pool ({row['best']})", 1000),
+                      "misc": {k: row[k] for k in ("a", "b", "c", "d", "e")} | where})
     return tests
 
 
@@ -518,7 +530,7 @@ def find_bench(out: Path) -> tuple[dict[str, Any] | None, Path | None]:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and data.get("format") == BENCH_FORMAT:
+        if isinstance(data, dict) and data.get("format") in BENCH_FORMATS:
             return data, path
     return None, None
 

@@ -1,6 +1,11 @@
-"""End to end (e2e marker): a short `pipeline bench` on the default job's real 6.1 kernels
-(built by the default run before it, so the builds are cache hits). The full benchmark
-(N=400, 5 repetitions, with load) takes far longer and is run by hand (README, Benchmark)."""
+"""End to end (e2e marker): `pipeline bench --quick` twice on the default job's real 6.1 kernels
+(built by the default run before it, so the builds are cache hits). The quick set: 50
+concurrent container starts under one parent, idle, every strategy, one repetition, under
+the instruction clock (the default under TCG). The second run must agree with the first
+within AGREEMENT (the deterministic mode really is deterministic), every kernel-pool start
+must have been served by the pool, and the guest's share must be mapped. The default set
+(the N curve, load, per-container parents, the cost fill) takes far longer and is run by
+hand (README, Benchmark)."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,21 +22,36 @@ from pipeline.job import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
 
+# p50 and p99 of every start scenario, run against run (relative to the smaller)
+AGREEMENT = 0.05
 
-def test_short_bench_serves_every_pooled_mkdir_and_its_share_is_mapped(tmp_path):
-    out = tmp_path / "bench"
-    done = subprocess.run([sys.executable, "-m", "pipeline", "bench", "--n", "20", "--reps",
-                           "1", "--load", "0", "--out", str(out)], cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=3600, check=False)
+
+def _quick(out: Path, *extra: str) -> dict:
+    done = subprocess.run([sys.executable, "-m", "pipeline", "bench", "--quick", "--out",
+                           str(out), *extra], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=3600, check=False)
     print(done.stdout[-6000:], done.stderr[-3000:])
     assert done.returncode == 0
-    report = json.loads((out / "bench.json").read_text())
+    return json.loads((out / "bench.json").read_text())
+
+
+def test_quick_bench_is_deterministic_serves_every_pooled_start_and_maps_its_share(tmp_path):
+    first = _quick(tmp_path / "one")
+    report = _quick(tmp_path / "two", "--compare-with", str(tmp_path / "one" / "bench.json"))
+    assert {c["clock"] for c in report["conditions"].values()} == {"icount"}
     full = [s for s in report["scenarios"] if s["kernel"] == "patched"
             and s["pool"] == "pool-full" and s["op"] == "mkdir"]
-    assert full and all(f == 20 for s in full for f in s["fast_path"]), full
+    assert full and all(f == s["n"] == 50 for s in full for f in s["fast_path"]), full
     assert not [s for s in report["scenarios"] if s["problems"]]
+    agreement = report["agreement"]
+    assert len(agreement["rows"]) == 2 * len([s for s in first["scenarios"]
+                                              if s["op"] == "start"])
+    assert agreement["max_rel"] <= AGREEMENT, agreement
+    for s in report["scenarios"]:   # a sane guest clock: no zero, not all starts equal
+        if s["op"] == "start":
+            assert 0 < s["summary"]["p50"]["median"] < s["summary"]["max"]["median"], s
     for kernel in ("baseline", "patched"):
-        result = out / kernel / "cgbench.json"
+        result = tmp_path / "two" / kernel / "cgbench.json"
         st = os.lstat(result)
         # written by the guest through the mapped-xattr share: a plain 0600 file of QEMU's
         assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600, oct(st.st_mode)

@@ -118,3 +118,12 @@ def histogram_log(values_ms: list[float], lo: float, hi: float, bins: int) -> li
         x = (math.log10(max(v, lo)) - math.log10(lo)) / span
         counts[min(bins - 1, max(0, int(x * bins)))] += 1
     return counts
+
+
+def rel_diff(a: float, b: float) -> float:
+    """|a - b| relative to the smaller of the two (0 when both are 0): symmetric, and the
+    stricter reading of "within x %"."""
+    if a == b:
+        return 0.0
+    lo = min(abs(a), abs(b))
+    return abs(a - b) / lo if lo > 0 else float("inf")
