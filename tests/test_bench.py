@@ -9,7 +9,10 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -24,8 +27,9 @@ GUEST = Path(__file__).resolve().parent.parent / "pipeline" / "bench" / "guest" 
 
 
 @pytest.fixture(scope="module")
-def cgbench():
+def cgbench() -> ModuleType:
     spec = importlib.util.spec_from_file_location("cgbench_under_test", GUEST)
+    assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look the module up by name
     spec.loader.exec_module(mod)
@@ -34,11 +38,11 @@ def cgbench():
 
 # --- statistics -----------------------------------------------------------------------------
 
-def test_percentile_linear_interpolation():
+def test_percentile_linear_interpolation() -> None:
     assert benchstats.percentile([1, 2], 50) == 1.5
     assert benchstats.percentile([3, 1, 2], 0) == 1
-    assert benchstats.percentile([3, 1, 2], 100) == 3
-    values = list(range(1, 101))  # 1..100
+    assert benchstats.percentile([3.0, 1.0, 2.0], 100) == 3
+    values = [float(x) for x in range(1, 101)]  # 1..100
     assert benchstats.percentile(values, 99) == pytest.approx(99.01)
     assert benchstats.percentile([7], 90) == 7
     with pytest.raises(ValueError):
@@ -47,7 +51,7 @@ def test_percentile_linear_interpolation():
         benchstats.percentile([1], 101)
 
 
-def test_rep_stats_burst_is_release_to_last_end():
+def test_rep_stats_burst_is_release_to_last_end() -> None:
     ms = 1_000_000
     r = benchstats.rep_stats([1 * ms, 2 * ms, 10 * ms], [5 * ms, 0, 1 * ms], {"EEXIST": 1})
     assert r.max == 10 and r.p50 == 2
@@ -58,7 +62,7 @@ def test_rep_stats_burst_is_release_to_last_end():
         benchstats.rep_stats([1], [])
 
 
-def test_spread_and_ratio():
+def test_spread_and_ratio() -> None:
     s = benchstats.spread([3.0, 1.0, 2.0])
     assert (s.median, s.lo, s.hi, s.n) == (2.0, 1.0, 3.0, 3)
     assert s.stdev == pytest.approx(1.0)
@@ -71,7 +75,7 @@ def test_spread_and_ratio():
     assert not benchstats.ratio(near, slow, "p99").separated
 
 
-def test_histogram_log_bins_and_clamps():
+def test_histogram_log_bins_and_clamps() -> None:
     counts = benchstats.histogram_log([0.001, 0.1, 0.5, 1, 5, 10, 1000], 0.1, 10, 2)
     assert counts == [3, 4]  # 0.001 clamps into bin 0, 1000 into the last; 1 starts bin 1
     with pytest.raises(ValueError):
@@ -80,7 +84,7 @@ def test_histogram_log_bins_and_clamps():
 
 # --- load generator (guest code) ------------------------------------------------------------
 
-def test_duty_window(cgbench):
+def test_duty_window(cgbench: ModuleType) -> None:
     assert cgbench.duty_window(0, 10, 0.4) == (4, 10)
     assert cgbench.duty_window(13, 10, 0.4) == (17, 20)       # woke late: busy from waking
     assert cgbench.duty_window(18, 10, 0.4) == (20, 20)       # capped at the period's end
@@ -93,25 +97,25 @@ def test_duty_window(cgbench):
 
 
 @pytest.mark.parametrize("duty", [0.0, 0.25, 0.4, 1.0])
-def test_run_duty_cycle_on_a_fake_clock(cgbench, duty):
+def test_run_duty_cycle_on_a_fake_clock(cgbench: ModuleType, duty: float) -> None:
     """Spinning advances the fake clock by 1 us per read, sleeping by the asked time (plus
     a 0.3 ms overshoot, as real sleeps do): the busy share must still be `duty`."""
     now = [0]
     period = 10_000_000
     end = 100 * period
 
-    def clock():
+    def clock() -> int:
         now[0] += 1_000
         return now[0]
 
-    def sleep(seconds):
+    def sleep(seconds: float) -> None:
         now[0] += int(seconds * 1e9) + 300_000
 
     busy = cgbench.run_duty_cycle(duty, period, 0, lambda: now[0] >= end, clock, sleep)
     assert busy / now[0] == pytest.approx(duty, abs=0.02)
 
 
-def test_loadgen_really_loads_a_cpu(cgbench):
+def test_loadgen_really_loads_a_cpu(cgbench: ModuleType) -> None:
     """A real loader process for 0.5 s at 40 %: its own CPU accounting says it got roughly
     that (loose bounds: the host is shared)."""
     cpu = min(os.sched_getaffinity(0))
@@ -125,7 +129,7 @@ def test_loadgen_really_loads_a_cpu(cgbench):
     assert 0.15 < shares[0] < 0.6, shares
 
 
-def test_plan_scenarios(cgbench):
+def test_plan_scenarios(cgbench: ModuleType) -> None:
     plan = cgbench.plan_scenarios(["baseline", "favordynmods", "kpool"], [1, 10, 400], 0.4,
                                   ["same-idle"], has_pool=True)
     names = [s.name for s in plan]
@@ -146,14 +150,14 @@ def test_plan_scenarios(cgbench):
             cgbench.plan_scenarios(*bad, True)
 
 
-def test_tiers_release_exactly_n(cgbench):
+def test_tiers_release_exactly_n(cgbench: ModuleType) -> None:
     assert cgbench.tiers([400, 1, 10, 10]) == [(0, 1), (1, 10), (10, 400)]
     for n in (1, 10, 400):
         released = [hi - lo for lo, hi in cgbench.tiers([1, 10, 400]) if lo < n]
         assert sum(released) == n
 
 
-def test_expected_count(cgbench):
+def test_expected_count(cgbench: ModuleType) -> None:
     sc = cgbench.Scenario
     assert cgbench.expected_count(sc("baseline", "same", 50, 0.0)) == 2
     assert cgbench.expected_count(sc("uspool", "same", 50, 0.0)) == 52
@@ -162,7 +166,7 @@ def test_expected_count(cgbench):
     assert cgbench.expected_count(sc("kpool-fdm", "per", 50, 0.0)) == 152  # 2 per parent
 
 
-def test_hierarchy_choice(cgbench):
+def test_hierarchy_choice(cgbench: ModuleType) -> None:
     table = cgbench.read_proc_cgroups(
         "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpu\t0\t1\t1\ncpuacct\t0\t1\t1\n"
         "memory\t0\t1\t1\npids\t3\t1\t1\nfreezer\t0\t1\t0\n")
@@ -175,13 +179,13 @@ def test_hierarchy_choice(cgbench):
         cgbench.pick_hierarchies("auto", {})
 
 
-def test_parse_meminfo(cgbench):
+def test_parse_meminfo(cgbench: ModuleType) -> None:
     got = cgbench.parse_meminfo("MemFree:  1000 kB\nSlab:  20480 kB\nPercpu:   512 kB\n"
                                 "HugePages_Total:       0\n")
     assert got == {"MemFree": 1000, "Slab": 20480, "Percpu": 512, "HugePages_Total": 0}
 
 
-def test_guest_args_parse_back(cgbench):
+def test_guest_args_parse_back(cgbench: ModuleType) -> None:
     params = bench.BenchParams(ns=[1, 50], reps=2, strategies=list(bench.STRATEGIES))
     a = cgbench.parse_args(params.guest_args("patched", "icount"))
     assert (a.ns, a.reps, a.load, a.cost) == ([1, 50], 2, 0.4, 4096)
@@ -195,7 +199,7 @@ def test_guest_args_parse_back(cgbench):
         cgbench.parse_args(["--parents=sideways"])
 
 
-def test_icount_words():
+def test_icount_words() -> None:
     qemu, kernel = bench.icount_words()
     assert qemu == ["-icount", f"shift={bench.ICOUNT_SHIFT},sleep=off"]
     assert "auto" not in qemu[1] and bench.ICOUNT_SHIFT == 3
@@ -206,7 +210,7 @@ def test_icount_words():
         bench.icount_words(11)
 
 
-def test_resolve_clock():
+def test_resolve_clock() -> None:
     assert bench.resolve_clock(None, "tcg", [2], False) == ("icount", [1])
     assert bench.resolve_clock(None, "kvm", [2], False) == ("real", [2])
     assert bench.resolve_clock("real", "tcg", [2, 4, 8], True) == ("real", [2, 4, 8])
@@ -217,7 +221,7 @@ def test_resolve_clock():
         bench.resolve_clock(None, "tcg", [2, 4], True)
 
 
-def test_icount_reaches_the_qemu_argv(tmp_path):
+def test_icount_reaches_the_qemu_argv(tmp_path: Path) -> None:
     qemu, kernel = bench.icount_words()
     argv = qemu_argv(Path("/k/bzImage"), Machine(smp=1, kernel_args=kernel, qemu_args=qemu),
                      tmp_path, Path("/usr/bin/python3"), ["--ns=5"])
@@ -226,7 +230,7 @@ def test_icount_reaches_the_qemu_argv(tmp_path):
     assert "tsc_early_khz=1000000" in argv[argv.index("-append") + 1].split()
 
 
-def test_command_line():
+def test_command_line() -> None:
     ns = build_parser().parse_args(["bench", "--n", "1,10,400", "--smp", "2", "4", "8",
                                     "--clock", "real", "--strategies", "baseline,kpool"])
     assert (ns.n, ns.smp, ns.clock, ns.strategies) == ([1, 10, 400], [2, 4, 8], "real",
@@ -244,7 +248,7 @@ def test_command_line():
 # --- report, markdown, junit, png -----------------------------------------------------------
 
 def _guest_data(pool_support: bool, slow_ms: float, fast: int = 4, ns: tuple[int, ...] = (4,)
-                ) -> dict:
+                ) -> dict[str, Any]:
     strategies = ["baseline", "kpool", "kpool-fdm"] if pool_support else \
         ["baseline", "favordynmods", "uspool"]
     scenarios = []
@@ -276,11 +280,11 @@ def _guest_data(pool_support: bool, slow_ms: float, fast: int = 4, ns: tuple[int
 MACHINE = {"accel": "tcg", "smp": 1, "memory": "1G", "qemu_version": "7.2", "clock": "icount"}
 
 
-def _log(lines: list[str]):
+def _log(lines: list[str]) -> Callable[[str], None]:
     return lines.append
 
 
-def test_report_headline_cost_and_outputs(tmp_path):
+def test_report_headline_cost_and_outputs(tmp_path: Path) -> None:
     raw = {"baseline": _guest_data(False, 2.0), "patched": _guest_data(True, 2.0)}
     report = bench.build_report(raw, MACHINE, {"note": "unit test"})
     assert report["comparable"]
@@ -304,7 +308,7 @@ def test_report_headline_cost_and_outputs(tmp_path):
     assert 'name="patched smp1 kpool same n=4 idle start.p99_ms"' in xml
 
 
-def test_wrong_fast_path_count_fails_the_scenario():
+def test_wrong_fast_path_count_fails_the_scenario() -> None:
     raw = {"patched": _guest_data(True, 2.0, fast=1)}
     report = bench.build_report(raw, MACHINE, {})
     bad = {(s["scenario"], s["op"]) for s in report["scenarios"] if s["problems"]}
@@ -314,7 +318,7 @@ def test_wrong_fast_path_count_fails_the_scenario():
     assert sum(1 for c in suite.test_cases if c.is_failure()) == 4
 
 
-def test_different_conditions_are_flagged():
+def test_different_conditions_are_flagged() -> None:
     other = _guest_data(True, 2.0)
     other["conditions"]["cpus"] = 2
     report = bench.build_report({"baseline": _guest_data(False, 2.0), "patched": other},
@@ -323,7 +327,7 @@ def test_different_conditions_are_flagged():
     assert "different conditions (cpus)" in bench.render_markdown(report)
 
 
-def test_agreement_of_two_runs():
+def test_agreement_of_two_runs() -> None:
     raw = {"baseline": _guest_data(False, 2.0)}
     a = bench.build_report(raw, MACHINE, {})
     b = bench.build_report({"baseline": _guest_data(False, 2.1)}, MACHINE, {})
@@ -336,7 +340,7 @@ def test_agreement_of_two_runs():
     assert benchstats.rel_diff(0, 0) == 0.0
 
 
-def test_png_is_reproducible_byte_for_byte(tmp_path):
+def test_png_is_reproducible_byte_for_byte(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     for ns in ((4,), (1, 4, 8)):   # the distribution, then the N curve
         raw = {"baseline": _guest_data(False, 2.0, ns=ns), "patched": _guest_data(True, 2.0, ns=ns)}
@@ -350,8 +354,9 @@ def test_png_is_reproducible_byte_for_byte(tmp_path):
         assert (tmp_path / "p.png").read_bytes() == first
 
 
-def test_without_matplotlib_the_plot_is_skipped(tmp_path, monkeypatch):
-    monkeypatch.setattr(benchplot.importlib.util, "find_spec",
+def test_without_matplotlib_the_plot_is_skipped(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "matplotlib" else object())
     raw = {"patched": _guest_data(True, 2.0)}
     report = bench.build_report(raw, MACHINE, {})
@@ -364,7 +369,7 @@ def test_without_matplotlib_the_plot_is_skipped(tmp_path, monkeypatch):
 
 # --- host side of the boot ------------------------------------------------------------------
 
-def test_tsc_and_clock_args():
+def test_tsc_and_clock_args() -> None:
     log = ("[0.0] tsc: Detected 2100.000 MHz processor\n"
            "[1.2] tsc: Refined TSC clocksource calibration: 2099.998 MHz\n")
     assert bench.parse_tsc_khz(log) == 2099998
@@ -374,7 +379,7 @@ def test_tsc_and_clock_args():
     assert bench.clock_args("kvm", 2099998) == []
 
 
-def test_qemu_argv_passes_guest_args_to_init(tmp_path):
+def test_qemu_argv_passes_guest_args_to_init(tmp_path: Path) -> None:
     argv = qemu_argv(Path("/k/bzImage"), Machine(smp=2, kernel_args=["quiet"]), tmp_path,
                      Path("/usr/bin/python3"), ["--n=5"])
     append = argv[argv.index("-append") + 1].split()
@@ -388,7 +393,7 @@ def test_qemu_argv_passes_guest_args_to_init(tmp_path):
                          "security_model=mapped-xattr,multidevs=remap")
 
 
-def test_params_check():
+def test_params_check() -> None:
     with pytest.raises(BadInput, match="--n"):
         bench.BenchParams(ns=[5000]).check()
     with pytest.raises(BadInput, match="--strategies"):
@@ -400,13 +405,13 @@ def test_params_check():
     bench.BenchParams().check()
 
 
-def test_signal_numbers_fit_the_protocol(cgbench):
+def test_signal_numbers_fit_the_protocol(cgbench: ModuleType) -> None:
     # the creators' signals must be distinct and not SIGTERM (used by the loaders)
     sigs = [cgbench._GO, cgbench._QUIT]
     assert len(set(sigs)) == len(sigs) and signal.SIGTERM not in sigs
 
 
-def test_kcidb_reads_the_container_start_report():
+def test_kcidb_reads_the_container_start_report() -> None:
     from pipeline import kcidb
 
     raw = {"baseline": _guest_data(False, 2.0), "patched": _guest_data(True, 2.0)}
@@ -420,7 +425,7 @@ def test_kcidb_reads_the_container_start_report():
     assert head[0]["number"]["value"] == pytest.approx(0.05)
 
 
-def test_bursts_start_at_one_phase_of_the_tick(cgbench):
+def test_bursts_start_at_one_phase_of_the_tick(cgbench: ModuleType) -> None:
     tick = cgbench.TICK_NS
     for now in (0, 1, tick // 2 - 1, tick // 2, tick - 1, 10 * tick + 123):
         t = cgbench.next_aligned(now)

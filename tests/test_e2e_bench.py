@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,16 +32,18 @@ pytestmark = pytest.mark.e2e
 AGREEMENT = {"p99": 0.05, "p50": 0.10}
 
 
-def _quick(out: Path, *extra: str) -> dict:
+def _quick(out: Path, *extra: str) -> dict[str, Any]:
     done = subprocess.run([sys.executable, "-m", "pipeline", "bench", "--quick", "--out",
                            str(out), *extra], cwd=PROJECT_ROOT, capture_output=True,
                           text=True, timeout=3600, check=False)
     print(done.stdout[-6000:], done.stderr[-3000:])
     assert done.returncode == 0
-    return json.loads((out / "bench.json").read_text())
+    report: dict[str, Any] = json.loads((out / "bench.json").read_text())
+    return report
 
 
-def test_quick_bench_is_deterministic_serves_every_pooled_start_and_maps_its_share(tmp_path):
+def test_quick_bench_is_deterministic_serves_every_pooled_start_and_maps_its_share(
+        tmp_path: Path) -> None:
     first = _quick(tmp_path / "one")
     report = _quick(tmp_path / "two", "--compare-with", str(tmp_path / "one" / "bench.json"))
     assert {c["clock"] for c in report["conditions"].values()} == {"icount"}
