@@ -36,8 +36,11 @@ class ExitCode(IntEnum):
 
 _MEANING = {
     ExitCode.OK: "every stage and every guest test passed",
-    ExitCode.TEST_FAILED: "a guest test failed (or a kernel splat happened during a test), or "
-                          "a kselftest subtest regressed on patched",
+    ExitCode.TEST_FAILED: "a guest test failed (or a kernel splat happened during a test), a "
+                          "kselftest subtest regressed on patched, a hunk of the series is "
+                          "compiled by no variant (`series.compiled`), or patched-debug took a "
+                          "new lock dependency between watched classes that "
+                          "`pipeline/data/lockdep-watch.yaml` does not accept",
     ExitCode.BAD_INPUT: "bad input: job file, flag, missing tree/fragment/test path, series "
                         "folder, no series variant for the tree's version",
     ExitCode.STAGE_FAILED: "apply, configure, build or boot failed, or the run was interrupted "

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import junit_xml  # type: ignore[import-untyped]
+import junit_xml
 
 from ..errors import BadInput, StageFailed
 from ..job import Job, Overrides, apply_overrides, load_job, seconds_arg
