@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,27 +178,32 @@ def _record_interrupt(run: RunContext, name: str) -> None:
         stages.fill_skipped(found.stages, names, reason)
 
 
-def _finish(run: RunContext, start: float) -> int:
+def _run_report(run: RunContext, what: str, report: Callable[[RunContext], None],
+                where: Callable[[Stage], None]) -> None:
+    """A run-level report; a bug in it is an internal error (exit 4) and an error case that
+    `where` puts into the report, never a run without JUnit."""
     try:
-        kselftest_stage.report(run)
+        report(run)
     except Exception as exc:  # noqa: BLE001 - a bug: report it, never end without JUnit
         detail = traceback.format_exc()
         run.log(detail)
         message = f"internal error: {type(exc).__name__}: {exc}"
-        run.report.internal_error = run.report.internal_error or f"kselftest report: {message}"
+        run.report.internal_error = run.report.internal_error or f"{what}: {message}"
+        where(Stage(what.replace(" ", "-"), [Case(what, ERROR, message=message,
+                                                  details=detail)]))
+
+
+def _finish(run: RunContext, start: float) -> int:
+    def per_kselftest_variant(stage: Stage) -> None:
         for vr in run.report.variants:
             if vr.name in run.kselftest.results or vr is run.report.variants[-1]:
-                vr.stages.append(Stage("kselftest-report", [Case(
-                    "kselftest report", ERROR, message=message, details=detail)]))
-    try:
-        compiled.report(run)
-    except Exception as exc:  # noqa: BLE001 - a bug: report it, never end without JUnit
-        detail = traceback.format_exc()
-        run.log(detail)
-        message = f"internal error: {type(exc).__name__}: {exc}"
-        run.report.internal_error = run.report.internal_error or f"compiled report: {message}"
-        run.report.suites.append(Stage(compiled.SUITE, [Case(
-            "compiled report", ERROR, message=message, details=detail)]))
+                vr.stages.append(Stage(stage.name, list(stage.cases)))
+
+    def compiled_suite(stage: Stage) -> None:
+        run.report.suites.append(Stage(compiled.SUITE, stage.cases))
+
+    _run_report(run, "kselftest report", kselftest_stage.report, per_kselftest_variant)
+    _run_report(run, "compiled report", compiled.report, compiled_suite)
     lockdep.report(run)   # its own bugs become an error case of its stage
     _write_reports(run, start)
     code = run.report.exit_code()
